@@ -1,0 +1,3 @@
+from evenflow.cli import main
+
+raise SystemExit(main())

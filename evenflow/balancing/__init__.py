@@ -1,0 +1,9 @@
+"""Balancing algorithms, one module each; importing the package registers them all."""
+
+from evenflow.balancing import (  # noqa: F401
+    least_conn,
+    power_of_two,
+    random_pick,
+    round_robin,
+    weighted_round_robin,
+)

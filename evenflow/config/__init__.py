@@ -1,0 +1,1 @@
+"""The config contract (model.py), its cross-field rules (checks.py) and loading (load.py)."""

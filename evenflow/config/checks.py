@@ -1,0 +1,73 @@
+"""Rules that span several fields, each problem reported with its own path."""
+
+from __future__ import annotations
+
+from evenflow.config.model import Config
+from evenflow.core.address import split_host_port
+
+
+def semantic_problems(config: Config) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """(errors, warnings) as (path, message) pairs, for a config the schema already accepted."""
+    errors: list[tuple[str, str]] = []
+    warnings: list[tuple[str, str]] = []
+    used: set[str] = set()
+
+    def need_pool(path: str, name: str) -> None:
+        used.add(name)
+        if name not in config.pools:
+            known = ", ".join(sorted(config.pools))
+            errors.append((path, f"pool {name!r} does not exist (pools: {known})"))
+
+    names: dict[str, int] = {}
+    binds: dict[tuple[str, int], str] = {}
+    for i, listener in enumerate(config.listeners):
+        where = f"listeners[{i}]"
+        if listener.name in names:
+            errors.append(
+                (f"{where}.name", f"{listener.name!r} is also listeners[{names[listener.name]}]")
+            )
+        names.setdefault(listener.name, i)
+        host, port = split_host_port(listener.bind)
+        key = (host, port)
+        wildcard = ("0.0.0.0", port) if ":" not in host else ("::", port)
+        clash = binds.get(key) or (binds.get(wildcard) if key != wildcard else None)
+        if clash is None and host in ("0.0.0.0", "::"):
+            clash = next(
+                (w for (h, p), w in binds.items() if p == port and (":" in h) == (":" in host)),
+                None,
+            )
+        if clash is not None:
+            errors.append((f"{where}.bind", f"{listener.bind} collides with {clash}"))
+        binds[key] = f"{where} ({listener.name})"
+        route_names: set[str] = set()
+        for j, route in enumerate(listener.routes):
+            rwhere = f"{where}.routes[{j}]"
+            if route.name is not None:
+                if route.name in route_names:
+                    errors.append((f"{rwhere}.name", f"route name {route.name!r} used twice"))
+                route_names.add(route.name)
+            if route.pool is not None:
+                need_pool(f"{rwhere}.pool", route.pool)
+            for k, branch in enumerate(route.split or ()):
+                need_pool(f"{rwhere}.split[{k}].pool", branch.pool)
+        if listener.pool is not None:
+            need_pool(f"{where}.pool", listener.pool)
+
+    for name, pool in config.pools.items():
+        if not any(b.weight > 0 for b in pool.backends):
+            errors.append((f"pools.{name}.backends", "at least one backend needs a weight > 0"))
+        seen: dict[str, int] = {}
+        for k, backend in enumerate(pool.backends):
+            host, port = split_host_port(backend.address)
+            canonical = f"{host}:{port}"
+            if canonical in seen:
+                errors.append(
+                    (
+                        f"pools.{name}.backends[{k}].address",
+                        f"{backend.address} is also backends[{seen[canonical]}]",
+                    )
+                )
+            seen.setdefault(canonical, k)
+        if name not in used:
+            warnings.append((f"pools.{name}", "pool is not used by any listener or route"))
+    return errors, warnings

@@ -1,0 +1,323 @@
+"""The configuration schema: every field with its meaning, unit and default.
+
+This module is the contract of ../shared/design/CONFIG.md in code. Models are frozen and refuse
+unknown keys, so a typo is an error, never a silently ignored setting. Rules that span several
+fields (a route naming a pool that does not exist) live in `config/checks.py`, so that each
+error can carry its own path.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+
+from evenflow.config.units import Duration, Size
+from evenflow.core.address import split_host_port
+
+ALGORITHMS = (
+    "round_robin",
+    "weighted_round_robin",
+    "least_conn",
+    "power_of_two",
+    "random",
+)
+Algorithm = Literal[
+    "round_robin",
+    "weighted_round_robin",
+    "least_conn",
+    "power_of_two",
+    "random",
+]
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _check_address(value: str) -> str:
+    split_host_port(value)
+    return value
+
+
+Address = Annotated[
+    str,
+    BeforeValidator(lambda v: v if not isinstance(v, str) else _check_address(v)),
+    Field(description="host:port, or [ipv6]:port", examples=["127.0.0.1:8080", "[::1]:8080"]),
+]
+
+
+def _check_regex(value: str) -> str:
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise ValueError(f"invalid regular expression {value!r}: {exc}") from None
+    return value
+
+
+Regex = Annotated[str, BeforeValidator(lambda v: _check_regex(v) if isinstance(v, str) else v)]
+
+
+# --- listeners --------------------------------------------------------------------------------
+
+
+class ListenerTimeouts(Model):
+    header: Duration = Field(
+        10.0,
+        description="Longest time a client may take to send a request's headers, counted from "
+        "its first byte (slowloris protection); 408 after it. Default 10s.",
+    )
+    idle: Duration = Field(
+        60.0,
+        description="How long a keep-alive client connection may sit idle between requests "
+        "before evenflow closes it. Default 60s.",
+    )
+    body: Duration = Field(
+        60.0,
+        description="Longest pause between two pieces of a request body the client is sending; "
+        "after it the request is aborted (408 if no response started). Default 60s.",
+    )
+
+
+class ListenerLimits(Model):
+    max_connections: int = Field(
+        10000,
+        ge=1,
+        description="Client connections open at once on this listener; past it, new "
+        "connections wait in the kernel's backlog until one closes. Default 10000.",
+    )
+    max_header_bytes: Size = Field(
+        65536,
+        ge=1024,
+        description="Largest request line plus headers, in bytes; 431 past it. Default 64KiB.",
+    )
+    max_body_bytes: Size | None = Field(
+        None,
+        description="Largest request body, in bytes; 413 past it. Default: no limit (bodies are "
+        "streamed, so a large body never costs memory).",
+    )
+
+
+class ValueMatch(Model):
+    """How one header, query parameter or cookie value must look. Exactly one field is set."""
+
+    exact: str | None = Field(None, description="The value must equal this, byte for byte.")
+    regex: Regex | None = Field(
+        None, description="The value must match this regular expression (search, not fullmatch)."
+    )
+    present: bool | None = Field(
+        None, description="true: the field must be present (any value); false: must be absent."
+    )
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> ValueMatch:
+        given = [k for k in ("exact", "regex", "present") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of exact, regex or present")
+        return self
+
+
+def _value_match(value: Any) -> Any:
+    # shorthand: `x-canary: "true"` means {exact: "true"}
+    if isinstance(value, str):
+        return {"exact": value}
+    if isinstance(value, bool):
+        return {"present": value}
+    return value
+
+
+MatchValue = Annotated[ValueMatch, BeforeValidator(_value_match)]
+
+
+class Match(Model):
+    """Conditions a request must meet, all of them, for the route to apply."""
+
+    host: list[str] | None = Field(
+        None,
+        description="Host names (from the Host header, without port, case-insensitive): exact, "
+        "or a leading wildcard '*.example.com' matching any subdomain (not example.com itself).",
+    )
+    path_prefix: str | None = Field(None, description="The path starts with this.")
+    path_exact: str | None = Field(None, description="The path equals this.")
+    path_regex: Regex | None = Field(
+        None, description="The path matches this regular expression (fullmatch)."
+    )
+    methods: list[str] | None = Field(None, description="Allowed methods, e.g. [GET, POST].")
+    headers: dict[str, MatchValue] | None = Field(
+        None,
+        description="Header name → value: a string for an exact match, or {regex: ...}, "
+        "{present: true|false}. Names are case-insensitive.",
+    )
+    query: dict[str, MatchValue] | None = Field(
+        None, description="Query parameter name → value, as for headers."
+    )
+    cookies: dict[str, MatchValue] | None = Field(
+        None, description="Cookie name → value, as for headers."
+    )
+
+    @field_validator("host", mode="before")
+    @classmethod
+    def _host_list(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("methods")
+    @classmethod
+    def _upper_methods(cls, value: list[str] | None) -> list[str] | None:
+        return None if value is None else [m.upper() for m in value]
+
+    @model_validator(mode="after")
+    def _one_path_matcher(self) -> Match:
+        paths = [k for k in ("path_prefix", "path_exact", "path_regex") if getattr(self, k)]
+        if len(paths) > 1:
+            raise ValueError(f"give at most one of path_prefix, path_exact, path_regex: {paths}")
+        return self
+
+
+class HeaderRewrite(Model):
+    set: dict[str, str] = Field(
+        default_factory=dict, description="Replace (or add) these headers with these values."
+    )
+    add: dict[str, str] = Field(
+        default_factory=dict, description="Append these headers, keeping any existing ones."
+    )
+    remove: list[str] = Field(default_factory=list, description="Remove these headers.")
+
+
+class SplitBranch(Model):
+    pool: str = Field(description="Pool that receives this share of the route's requests.")
+    weight: int = Field(ge=0, description="Relative share; 0 sends nothing to this branch.")
+
+
+class Route(Model):
+    name: str | None = Field(
+        None, description="Name shown in logs and metrics. Default: route-<index>."
+    )
+    match: Match = Field(
+        default_factory=Match, description="Conditions; omitted means every request matches."
+    )
+    pool: str | None = Field(None, description="Pool that serves the route (or use split).")
+    split: list[SplitBranch] | None = Field(
+        None, description="Weighted split across several pools, instead of pool."
+    )
+    request_headers: HeaderRewrite | None = Field(
+        None, description="Changes to the request's headers before it is forwarded."
+    )
+    response_headers: HeaderRewrite | None = Field(
+        None, description="Changes to the response's headers before the client gets it."
+    )
+
+    @model_validator(mode="after")
+    def _pool_or_split(self) -> Route:
+        if (self.pool is None) == (self.split is None):
+            raise ValueError("give exactly one of pool or split")
+        if self.split is not None and not any(b.weight > 0 for b in self.split):
+            raise ValueError("split: at least one branch needs a weight > 0")
+        return self
+
+
+class HttpListener(Model):
+    name: str = Field(description="Listener name, unique; shown in logs and metrics.")
+    bind: Address = Field(description="Address to listen on.")
+    protocol: Literal["http"] = Field("http", description="http: HTTP/1.1 request by request.")
+    timeouts: ListenerTimeouts = Field(default_factory=ListenerTimeouts)
+    limits: ListenerLimits = Field(default_factory=ListenerLimits)
+    routes: list[Route] = Field(
+        default_factory=list, description="Routes in order; the first that matches wins."
+    )
+    pool: str | None = Field(
+        None, description="Shorthand for one catch-all route to this pool, after any routes."
+    )
+
+    @model_validator(mode="after")
+    def _has_a_route(self) -> HttpListener:
+        if not self.routes and self.pool is None:
+            raise ValueError("give routes, or pool for a single catch-all route")
+        return self
+
+
+Listener = HttpListener
+
+
+# --- pools ------------------------------------------------------------------------------------
+
+
+class BackendConfig(Model):
+    address: Address = Field(description="Where the backend listens.")
+    weight: int = Field(
+        1, ge=0, description="Relative share of new traffic; 0 sends it none. Default 1."
+    )
+
+
+def _backend_shorthand(value: Any) -> Any:
+    # "10.0.0.1:8000" is short for {address: 10.0.0.1:8000, weight: 1}
+    return {"address": value} if isinstance(value, str) else value
+
+
+Backend = Annotated[BackendConfig, BeforeValidator(_backend_shorthand)]
+
+
+class PoolTimeouts(Model):
+    connect: Duration = Field(2.0, description="Longest wait to connect to a backend. Default 2s.")
+    response: Duration = Field(
+        30.0,
+        description="Longest wait for a backend's response head after the request was sent, "
+        "and longest pause between two reads of its body; 504 if nothing was sent yet to the "
+        "client. Default 30s.",
+    )
+    idle: Duration = Field(
+        30.0,
+        description="How long an idle keep-alive connection to a backend is kept for reuse. "
+        "Keep it below the backend's own keep-alive timeout. Default 30s.",
+    )
+
+
+class Retries(Model):
+    attempts: int = Field(
+        3,
+        ge=1,
+        le=10,
+        description="Most tries per request, the first included, each on another backend when "
+        "one is left. A connect failure is retried for any method; a failure after the request "
+        "was sent only for idempotent methods whose body evenflow still holds. Default 3.",
+    )
+
+
+class Pool(Model):
+    algorithm: Algorithm = Field(
+        "round_robin",
+        description="How a backend is picked: round_robin (default), weighted_round_robin "
+        "(smooth, as nginx), least_conn (fewest in-flight requests per weight), power_of_two "
+        "(two random candidates, fewer in-flight wins), random.",
+    )
+    backends: list[Backend] = Field(min_length=1, description="The backends; at least one.")
+    timeouts: PoolTimeouts = Field(default_factory=PoolTimeouts)
+    retries: Retries = Field(default_factory=Retries)
+    max_idle_connections: int = Field(
+        128,
+        ge=0,
+        description="Idle keep-alive connections kept per backend for reuse. Default 128.",
+    )
+
+
+# --- top level --------------------------------------------------------------------------------
+
+
+class AccessLog(Model):
+    path: str = Field(
+        "stderr", description='File to append to, or "stderr" (default), "stdout", "off".'
+    )
+    format: Literal["json", "combined"] = Field(
+        "json", description="json (one object per line, default) or combined (Apache style)."
+    )
+
+
+class Config(Model):
+    listeners: list[Listener] = Field(min_length=1, description="Where evenflow accepts clients.")
+    pools: dict[str, Pool] = Field(min_length=1, description="Named sets of backends.")
+    access_log: AccessLog = Field(default_factory=AccessLog)
+    drain_timeout: Duration = Field(
+        15.0,
+        description="On SIGTERM or SIGINT, how long in-flight requests may take to finish "
+        "before evenflow closes what is left and exits. Default 15s.",
+    )

@@ -1,0 +1,98 @@
+"""The one error family of evenflow's data plane.
+
+Every error says which side failed, whether retrying the request elsewhere is safe, and the
+status to answer the client with. Only the I/O layer turns an error into a response or a reset.
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class Side(enum.Enum):
+    DOWNSTREAM = "downstream"  # the client did something wrong
+    UPSTREAM = "upstream"  # a backend failed
+    INTERNAL = "internal"  # evenflow itself
+
+
+class ProxyError(Exception):
+    """Base class: carries the side, whether a retry is safe, and the status to answer."""
+
+    side = Side.INTERNAL
+    status = 500
+    retry_safe = False
+    reason = "internal error"
+
+    def __init__(self, detail: str = "") -> None:
+        super().__init__(detail or self.reason)
+        self.detail = detail or self.reason
+
+
+class BadRequest(ProxyError):
+    side = Side.DOWNSTREAM
+    status = 400
+    reason = "bad request"
+
+
+class HeadersTooLarge(ProxyError):
+    side = Side.DOWNSTREAM
+    status = 431
+    reason = "request header fields too large"
+
+
+class BodyTooLarge(ProxyError):
+    side = Side.DOWNSTREAM
+    status = 413
+    reason = "request body too large"
+
+
+class RequestTimeout(ProxyError):
+    side = Side.DOWNSTREAM
+    status = 408
+    reason = "request header timeout"
+
+
+class NoRoute(ProxyError):
+    side = Side.DOWNSTREAM
+    status = 404
+    reason = "no route matches"
+
+
+class NoBackend(ProxyError):
+    side = Side.UPSTREAM
+    status = 503
+    reason = "no healthy backend"
+
+
+class ConnectFailed(ProxyError):
+    """The backend could not be reached: nothing was sent, so any method may be retried."""
+
+    side = Side.UPSTREAM
+    status = 502
+    retry_safe = True
+    reason = "connect failed"
+
+
+class ConnectTimeout(ConnectFailed):
+    status = 504
+    reason = "connect timeout"
+
+
+class UpstreamReset(ProxyError):
+    """The backend closed or reset the connection after the request was sent."""
+
+    side = Side.UPSTREAM
+    status = 502
+    reason = "upstream reset"
+
+
+class UpstreamTimeout(ProxyError):
+    side = Side.UPSTREAM
+    status = 504
+    reason = "upstream response timeout"
+
+
+class UpstreamProtocolError(ProxyError):
+    side = Side.UPSTREAM
+    status = 502
+    reason = "invalid upstream response"
