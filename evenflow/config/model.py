@@ -59,6 +59,59 @@ def _check_regex(value: str) -> str:
 Regex = Annotated[str, BeforeValidator(lambda v: _check_regex(v) if isinstance(v, str) else v)]
 
 
+# RFC 9110 §5.6.2: a field name is a token.
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+# RFC 9110 §5.5: CR, LF and NUL would end or split the header line (request smuggling); the other
+# controls, HTAB aside, are not field-vchar either.
+_BAD_VALUE_CHAR = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+# Body framing and hop-by-hop headers are the proxy's to write (RFC 9112 §6, RFC 9110 §7.6.1): a
+# rewrite of them could make evenflow and a backend disagree on where a message ends.
+PROXY_OWNED_HEADERS = frozenset(
+    {
+        "connection",
+        "content-length",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
+
+
+def check_header_name(name: str) -> str:
+    """`name` if it is a valid header name (a token), else ValueError."""
+    if not _TOKEN.fullmatch(name):
+        raise ValueError(f"header name {name!r} is not a valid token (RFC 9110 §5.6.2)")
+    return name
+
+
+def check_rewritable_name(name: str) -> str:
+    """`name` if a rewrite may touch it: a token the proxy does not own, else ValueError."""
+    check_header_name(name)
+    if name.lower() in PROXY_OWNED_HEADERS:
+        raise ValueError(
+            f"header {name!r} cannot be rewritten: evenflow manages framing and hop-by-hop headers"
+        )
+    return name
+
+
+def check_header_value(name: str, value: str) -> str:
+    """`value` if it may be sent as a header value (latin-1, no controls), else ValueError."""
+    if _BAD_VALUE_CHAR.search(value):
+        raise ValueError(
+            f"header {name!r}: value {value!r} contains a control character (CR, LF, NUL, ...)"
+        )
+    try:
+        value.encode("latin-1")
+    except UnicodeEncodeError:
+        raise ValueError(
+            f"header {name!r}: value {value!r} has characters outside latin-1"
+        ) from None
+    return value
+
+
 # --- listeners --------------------------------------------------------------------------------
 
 
@@ -161,6 +214,15 @@ class Match(Model):
     def _host_list(cls, value: Any) -> Any:
         return [value] if isinstance(value, str) else value
 
+    @field_validator("headers")
+    @classmethod
+    def _header_names(cls, value: dict[str, ValueMatch] | None) -> dict[str, ValueMatch] | None:
+        for name, want in (value or {}).items():
+            check_header_name(name)
+            if want.exact is not None:
+                check_header_value(name, want.exact)
+        return value
+
     @field_validator("methods")
     @classmethod
     def _upper_methods(cls, value: list[str] | None) -> list[str] | None:
@@ -175,6 +237,8 @@ class Match(Model):
 
 
 class HeaderRewrite(Model):
+    """Header changes, applied in order: remove, then set, then add; names are case-insensitive."""
+
     set: dict[str, str] = Field(
         default_factory=dict, description="Replace (or add) these headers with these values."
     )
@@ -182,6 +246,26 @@ class HeaderRewrite(Model):
         default_factory=dict, description="Append these headers, keeping any existing ones."
     )
     remove: list[str] = Field(default_factory=list, description="Remove these headers.")
+
+    @field_validator("set", "add")
+    @classmethod
+    def _valid_headers(cls, value: dict[str, str]) -> dict[str, str]:
+        lowered: dict[str, str] = {}
+        for name, text in value.items():
+            check_rewritable_name(name)
+            check_header_value(name, text)
+            if name.lower() in lowered:
+                other = lowered[name.lower()]
+                raise ValueError(f"{other!r} and {name!r} name the same header (case-insensitive)")
+            lowered[name.lower()] = name
+        return value
+
+    @field_validator("remove")
+    @classmethod
+    def _valid_names(cls, value: list[str]) -> list[str]:
+        for name in value:
+            check_rewritable_name(name)
+        return value
 
 
 class SplitBranch(Model):
