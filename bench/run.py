@@ -1,0 +1,669 @@
+"""Benchmark evenflow against nginx and HAProxy: same backend, same machine, same run.
+
+Usage (from the repository root; `make bench` runs the same):
+
+    .venv/bin/python bench/run.py [--duration 10] [--repeat 1] [--warmup 2]
+                                  [--connections 64] [--proxies nginx,haproxy,evenflow]
+
+What it does:
+  1. Checks that nginx, haproxy and wrk are installed (as root it apt-get installs what is
+     missing; otherwise it says what to install and exits 2).
+  2. Starts one backend, nginx serving a static 1 KiB file over keep-alive (1 worker, no access
+     log), so the backend is never the bottleneck.
+  3. Starts three proxies in front of it, each one process with one worker and keep-alive to
+     the backend: nginx, HAProxy, and evenflow (`python -m evenflow run -c <generated yaml>`).
+     evenflow is skipped, with a message, while its `run` command cannot start.
+  4. For each proxy in turn: a warm-up (`--warmup` s), then `wrk -t1 -c64 -d<duration>s` on
+     /1k. It records wrk's requests/s and the CPU time (utime+stime from /proc, summed over the
+     proxy's process tree) used during exactly the wrk run, hence CPU microseconds per request.
+     `--repeat N` runs the whole rotation N times, proxies interleaved, and reports medians.
+  5. Prints a table with evenflow's ratios against nginx and HAProxy, and writes everything as
+     JSON to bench/results/<UTC timestamp>.json.
+
+Everything it starts runs in its own process group and is stopped on exit, on error and on
+Ctrl-C. Exit status: 0 on success, 1 when a proxy could not be measured cleanly (wrk errors or a
+proxy that would not start), 2 when tools are missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import http.client
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+TOOLS = {"nginx": "nginx", "haproxy": "haproxy", "wrk": "wrk"}  # command -> Debian package
+PROXIES = ("nginx", "haproxy", "evenflow")
+PATH = "/1k"
+BODY_BYTES = 1024
+# Root's PATH has the sbin directories, a user's often does not; nginx and haproxy live there.
+SBIN = ("/usr/local/sbin", "/usr/sbin", "/sbin")
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+# --- processes --------------------------------------------------------------------------------
+
+
+class Started:
+    """A process started in its own process group, stopped with everything it spawned."""
+
+    def __init__(self, name: str, argv: list[str], workdir: Path) -> None:
+        self.name = name
+        self.argv = argv
+        self.log_path = workdir / f"{name}.log"
+        self._log = self.log_path.open("wb")
+        self.proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            cwd=workdir,
+            start_new_session=True,
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def log_tail(self, lines: int = 15) -> str:
+        with contextlib.suppress(OSError):
+            text = self.log_path.read_text(errors="replace").strip().splitlines()
+            return "\n".join(text[-lines:])
+        return ""
+
+    def stop(self) -> None:
+        """SIGTERM the process group, SIGKILL it after 5 s; safe to call twice."""
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(timeout=5)
+        # Whatever is left in the group (workers of a master that died first, say).
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout=5)
+        self._log.close()
+
+
+def process_tree(root: int) -> list[int]:
+    """root and all its descendants, from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rpartition(")")[2].split()[1])
+        children.setdefault(ppid, []).append(int(entry))
+    tree, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        tree.append(pid)
+        todo.extend(children.get(pid, ()))
+    return tree
+
+
+def cpu_ticks(pids: list[int]) -> dict[int, int]:
+    """utime+stime per pid, in clock ticks (all threads of each process included)."""
+    ticks = {}
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        # fields[0] is field 3 (state) of proc(5): utime and stime are fields 14 and 15.
+        ticks[pid] = int(fields[11]) + int(fields[12])
+    return ticks
+
+
+def cpu_seconds_between(before: dict[int, int], after: dict[int, int]) -> float:
+    # A process born during the run counts from zero.
+    return sum(t - before.get(pid, 0) for pid, t in after.items()) / CLK_TCK
+
+
+# --- setup ------------------------------------------------------------------------------------
+
+
+def find_tool(command: str) -> str | None:
+    found = shutil.which(command)
+    if found is None:
+        for directory in SBIN:
+            candidate = Path(directory) / command
+            if os.access(candidate, os.X_OK):
+                return str(candidate)
+    return found
+
+
+def ensure_tools() -> dict[str, str]:
+    """command -> path; installs the missing ones as root, else exits 2 saying what to do."""
+    missing = [package for command, package in TOOLS.items() if find_tool(command) is None]
+    if missing and os.geteuid() == 0:
+        print(f"installing {' '.join(missing)} ...", flush=True)
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        subprocess.run(["apt-get", "update"], env=env, check=False)
+        subprocess.run(["apt-get", "install", "-y", *missing], env=env, check=False)
+        missing = [package for command, package in TOOLS.items() if find_tool(command) is None]
+    if missing:
+        print(
+            f"bench: missing {', '.join(missing)}. Install them, e.g. "
+            f"`sudo apt-get install -y {' '.join(missing)}`, then run again.",
+            file=sys.stderr,
+        )
+        raise SystemExit(2)
+    return {command: str(find_tool(command)) for command in TOOLS}
+
+
+def free_port() -> int:
+    # The port is free when asked; nothing else on this machine races for it in practice.
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def nginx_conf(prefix: Path, server_block: str, extra_http: str = "") -> str:
+    temp = "\n".join(
+        f"  {kind}_temp_path {prefix}/{kind}_temp;"
+        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+    return f"""
+worker_processes 1;
+daemon off;
+pid {prefix}/nginx.pid;
+error_log {prefix}/error.log warn;
+events {{ worker_connections 8192; }}
+http {{
+  access_log off;
+  keepalive_requests 10000000;
+  keepalive_timeout 300s;
+{temp}
+{extra_http}
+  server {{
+{server_block}
+  }}
+}}
+"""
+
+
+def start_backend(nginx: str, workdir: Path, port: int) -> Started:
+    prefix = workdir / "backend"
+    (prefix / "www").mkdir(parents=True)
+    (prefix / "www" / PATH.lstrip("/")).write_bytes(b"x" * (BODY_BYTES - 1) + b"\n")
+    conf = prefix / "nginx.conf"
+    conf.write_text(
+        nginx_conf(
+            prefix,
+            f"    listen 127.0.0.1:{port};\n"
+            f"    location / {{ root {prefix}/www; default_type text/plain; }}",
+        )
+    )
+    return Started(
+        "backend-nginx", [nginx, "-p", str(prefix), "-e", "stderr", "-c", str(conf)], workdir
+    )
+
+
+def start_nginx_proxy(nginx: str, workdir: Path, port: int, backend_port: int) -> Started:
+    prefix = workdir / "nginx"
+    prefix.mkdir()
+    conf = prefix / "nginx.conf"
+    conf.write_text(
+        nginx_conf(
+            prefix,
+            f"    listen 127.0.0.1:{port};\n"
+            "    location / {\n"
+            "      proxy_pass http://backend;\n"
+            "      proxy_http_version 1.1;\n"
+            '      proxy_set_header Connection "";\n'
+            "    }",
+            extra_http=f"  upstream backend {{\n"
+            f"    server 127.0.0.1:{backend_port};\n"
+            "    keepalive 64;\n"
+            "    keepalive_requests 10000000;\n"
+            "  }",
+        )
+    )
+    return Started("nginx", [nginx, "-p", str(prefix), "-e", "stderr", "-c", str(conf)], workdir)
+
+
+def start_haproxy(haproxy: str, workdir: Path, port: int, backend_port: int) -> Started:
+    conf = workdir / "haproxy.cfg"
+    conf.write_text(
+        f"""
+global
+  nbthread 1
+  maxconn 4096
+
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+  http-reuse always
+
+frontend bench
+  bind 127.0.0.1:{port}
+  default_backend web
+
+backend web
+  server b1 127.0.0.1:{backend_port}
+"""
+    )
+    # -db: foreground, one process (no master-worker).
+    return Started("haproxy", [haproxy, "-db", "-f", str(conf)], workdir)
+
+
+def evenflow_python() -> str:
+    venv = ROOT / ".venv" / "bin" / "python"
+    return str(venv) if venv.exists() else sys.executable
+
+
+def evenflow_unavailable() -> str | None:
+    """Why `python -m evenflow run` cannot start yet, or None when it can."""
+    try:
+        done = subprocess.run(
+            [evenflow_python(), "-m", "evenflow", "run", "--help"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    except subprocess.TimeoutExpired:
+        return "`python -m evenflow run --help` did not answer within 30 s"
+    if done.returncode != 0:
+        lines = (done.stderr or done.stdout).strip().splitlines()
+        return f"`python -m evenflow run --help` failed: {lines[-1] if lines else done.returncode}"
+    return None
+
+
+def start_evenflow(workdir: Path, port: int, backend_port: int) -> Started:
+    conf = workdir / "evenflow.yaml"
+    conf.write_text(
+        f"""
+listeners:
+  - name: bench
+    bind: "127.0.0.1:{port}"
+    routes:
+      - pool: web
+pools:
+  web:
+    backends: ["127.0.0.1:{backend_port}"]
+access_log:
+  path: "off"
+drain_timeout: 2s
+"""
+    )
+    return Started(
+        "evenflow", [evenflow_python(), "-m", "evenflow", "run", "-c", str(conf)], workdir
+    )
+
+
+def wait_ready(started: Started, port: int, timeout_s: float = 15.0) -> None:
+    """Until GET /1k answers 200 with the 1 KiB body; raises RuntimeError with the log."""
+    deadline = time.monotonic() + timeout_s
+    last = "no answer"
+    while time.monotonic() < deadline:
+        if started.proc.poll() is not None:
+            raise RuntimeError(
+                f"{started.name} exited with status {started.proc.returncode}:\n"
+                f"{started.log_tail()}"
+            )
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+        try:
+            conn.request("GET", PATH)
+            response = conn.getresponse()
+            body = response.read()
+            if response.status == 200 and len(body) == BODY_BYTES:
+                return
+            last = f"status {response.status}, {len(body)} bytes"
+        except OSError as exc:
+            last = str(exc)
+        finally:
+            conn.close()
+        time.sleep(0.1)
+    raise RuntimeError(
+        f"{started.name} not ready after {timeout_s:.0f} s ({last}):\n{started.log_tail()}"
+    )
+
+
+# --- measuring --------------------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    proxy: str
+    round: int
+    requests_per_s: float
+    requests: int
+    cpu_s: float
+    cpu_us_per_req: float
+    backend_cpu_us_per_req: float
+    latency_p50_ms: float | None
+    latency_p99_ms: float | None
+    errors: dict[str, int] = field(default_factory=dict)
+
+
+_UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}
+
+
+def parse_wrk(output: str) -> tuple[float, int, dict[str, int], dict[str, float]]:
+    """requests/s, total requests, errors by kind, latency percentiles in ms."""
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", output)
+    total = re.search(r"(\d+) requests in", output)
+    if rps is None or total is None:
+        raise RuntimeError(f"cannot read wrk's output:\n{output}")
+    errors: dict[str, int] = {}
+    socket_errors = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output
+    )
+    if socket_errors:
+        for kind, count in zip(
+            ("connect", "read", "write", "timeout"), socket_errors.groups(), strict=True
+        ):
+            if int(count):
+                errors[kind] = int(count)
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    if non_2xx and int(non_2xx.group(1)):
+        errors["non_2xx_3xx"] = int(non_2xx.group(1))
+    percentiles = {
+        p: float(value) * _UNITS_MS[unit]
+        for p, value, unit in re.findall(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s|m)\s*$", output, re.M)
+    }
+    return float(rps.group(1)), int(total.group(1)), errors, percentiles
+
+
+def run_wrk(
+    wrk: str, port: int, duration_s: int, connections: int
+) -> subprocess.CompletedProcess[str]:
+    argv = [
+        wrk,
+        "-t1",
+        f"-c{connections}",
+        f"-d{duration_s}s",
+        "--latency",
+        f"http://127.0.0.1:{port}{PATH}",
+    ]
+    return subprocess.run(
+        argv, capture_output=True, text=True, timeout=duration_s + 60, check=False
+    )
+
+
+def measure(
+    wrk: str,
+    proxy: Started,
+    port: int,
+    backend: Started,
+    args: argparse.Namespace,
+    round_: int,
+) -> Run:
+    run_wrk(wrk, port, args.warmup, args.connections)
+    proxy_pids, backend_pids = process_tree(proxy.pid), process_tree(backend.pid)
+    before, backend_before = cpu_ticks(proxy_pids), cpu_ticks(backend_pids)
+    done = run_wrk(wrk, port, args.duration, args.connections)
+    after = cpu_ticks(process_tree(proxy.pid))
+    backend_after = cpu_ticks(process_tree(backend.pid))
+    if done.returncode != 0:
+        raise RuntimeError(f"wrk failed ({done.returncode}): {done.stderr.strip()}")
+    rps, total, errors, latency = parse_wrk(done.stdout)
+    cpu_s = cpu_seconds_between(before, after)
+    backend_cpu_s = cpu_seconds_between(backend_before, backend_after)
+    return Run(
+        proxy=proxy.name,
+        round=round_,
+        requests_per_s=rps,
+        requests=total,
+        cpu_s=cpu_s,
+        cpu_us_per_req=cpu_s * 1e6 / total if total else float("nan"),
+        backend_cpu_us_per_req=backend_cpu_s * 1e6 / total if total else float("nan"),
+        latency_p50_ms=latency.get("50"),
+        latency_p99_ms=latency.get("99"),
+        errors=errors,
+    )
+
+
+# --- reporting --------------------------------------------------------------------------------
+
+
+def medians(runs: list[Run]) -> dict[str, dict[str, Any]]:
+    summary: dict[str, dict[str, Any]] = {}
+    for proxy in dict.fromkeys(r.proxy for r in runs):
+        mine = [r for r in runs if r.proxy == proxy]
+        summary[proxy] = {
+            "runs": len(mine),
+            "requests_per_s": statistics.median(r.requests_per_s for r in mine),
+            "cpu_us_per_req": statistics.median(r.cpu_us_per_req for r in mine),
+            "backend_cpu_us_per_req": statistics.median(r.backend_cpu_us_per_req for r in mine),
+            "latency_p99_ms": statistics.median(
+                r.latency_p99_ms for r in mine if r.latency_p99_ms is not None
+            )
+            if any(r.latency_p99_ms is not None for r in mine)
+            else None,
+            "errors": sum(sum(r.errors.values()) for r in mine),
+        }
+    return summary
+
+
+def ratios(summary: dict[str, dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """evenflow's req/s and CPU/req divided by each other proxy's."""
+    if "evenflow" not in summary:
+        return {}
+    ours = summary["evenflow"]
+    return {
+        f"vs_{other}": {
+            "requests_per_s": ours["requests_per_s"] / theirs["requests_per_s"],
+            "cpu_per_req": ours["cpu_us_per_req"] / theirs["cpu_us_per_req"],
+        }
+        for other, theirs in summary.items()
+        if other != "evenflow"
+    }
+
+
+def print_table(summary: dict[str, dict[str, Any]], repeat: int) -> None:
+    label = f"median of {repeat}" if repeat > 1 else "one run"
+    print(f"\nresults ({label} per proxy; wrk -t1, {PATH}, keep-alive):")
+    print(
+        f"{'proxy':<10} {'req/s':>10} {'CPU µs/req':>11} {'p99 ms':>8} {'errors':>7}"
+        f" {'backend µs/req':>15}"
+    )
+    for proxy, s in summary.items():
+        p99 = f"{s['latency_p99_ms']:.2f}" if s["latency_p99_ms"] is not None else "-"
+        print(
+            f"{proxy:<10} {s['requests_per_s']:>10.0f} {s['cpu_us_per_req']:>11.1f} {p99:>8}"
+            f" {s['errors']:>7} {s['backend_cpu_us_per_req']:>15.1f}"
+        )
+    for name, r in ratios(summary).items():
+        print(
+            f"evenflow {name.replace('_', ' ')}: req/s x{r['requests_per_s']:.2f}, "
+            f"CPU/req x{r['cpu_per_req']:.2f}"
+        )
+
+
+def versions(tools: dict[str, str]) -> dict[str, str]:
+    found = {}
+    for name, argv in {
+        "nginx": [tools["nginx"], "-v"],
+        "haproxy": [tools["haproxy"], "-v"],
+        "wrk": [tools["wrk"], "-v"],
+    }.items():
+        done = subprocess.run(argv, capture_output=True, text=True, check=False)
+        lines = (done.stdout + done.stderr).strip().splitlines()
+        found[name] = lines[0] if lines else "?"
+    found["python"] = platform.python_version()
+    return found
+
+
+# --- main -------------------------------------------------------------------------------------
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--duration", type=int, default=10, help="seconds per measured run (10)")
+    parser.add_argument("--warmup", type=int, default=2, help="seconds of warm-up per run (2)")
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="rotations over all proxies; medians reported (1)"
+    )
+    parser.add_argument("--connections", type=int, default=64, help="wrk connections (64)")
+    parser.add_argument(
+        "--proxies",
+        default=",".join(PROXIES),
+        help=f"comma-separated subset of {','.join(PROXIES)} (all)",
+    )
+    args = parser.parse_args()
+    args.proxies = [p.strip() for p in args.proxies.split(",") if p.strip()]
+    unknown = set(args.proxies) - set(PROXIES)
+    if unknown or not args.proxies:
+        parser.error(f"--proxies: unknown {sorted(unknown)}; choose from {', '.join(PROXIES)}")
+    if min(args.duration, args.repeat, args.connections) < 1 or args.warmup < 1:
+        parser.error("--duration, --warmup, --repeat and --connections must be at least 1")
+    return args
+
+
+@contextlib.contextmanager
+def signals_unwind() -> Iterator[None]:
+    """SIGTERM (from `timeout`, CI) and SIGINT unwind the stack, so finally blocks clean up."""
+
+    def on_term(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    previous_term = signal.signal(signal.SIGTERM, on_term)
+    # A shell starts background jobs with SIGINT ignored; `kill -INT` must still stop us.
+    previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous_term)
+        signal.signal(signal.SIGINT, previous_int)
+
+
+def main() -> int:
+    args = parse_args()
+    tools = ensure_tools()
+    if "evenflow" in args.proxies:
+        reason = evenflow_unavailable()
+        if reason is not None:
+            print(f"bench: skipping evenflow: {reason}", file=sys.stderr)
+            args.proxies.remove("evenflow")
+    if not args.proxies:
+        print("bench: nothing to measure", file=sys.stderr)
+        return 1
+    started: list[Started] = []
+    runs: list[Run] = []
+    failures: list[str] = []
+    workdir = Path(tempfile.mkdtemp(prefix="evenflow-bench-"))
+    # nginx workers drop to an unprivileged user when started as root: they must read the file.
+    workdir.chmod(0o755)
+    with signals_unwind():
+        try:
+            backend_port = free_port()
+            backend = start_backend(tools["nginx"], workdir, backend_port)
+            started.append(backend)
+            wait_ready(backend, backend_port)
+            proxies: dict[str, tuple[Started, int]] = {}
+            for name in args.proxies:
+                port = free_port()
+                if name == "nginx":
+                    proxy = start_nginx_proxy(tools["nginx"], workdir, port, backend_port)
+                elif name == "haproxy":
+                    proxy = start_haproxy(tools["haproxy"], workdir, port, backend_port)
+                else:
+                    proxy = start_evenflow(workdir, port, backend_port)
+                started.append(proxy)
+                try:
+                    wait_ready(proxy, port)
+                except RuntimeError as exc:
+                    failures.append(f"{name}: {exc}")
+                    print(f"bench: {name} did not start, skipped: {exc}", file=sys.stderr)
+                    continue
+                proxies[name] = (proxy, port)
+            print(
+                f"backend nginx on :{backend_port}; proxies: "
+                + ", ".join(f"{n} on :{p}" for n, (_, p) in proxies.items()),
+                flush=True,
+            )
+            for round_ in range(1, args.repeat + 1):
+                for name, (proxy, port) in proxies.items():
+                    print(f"round {round_}/{args.repeat}: {name} ...", end=" ", flush=True)
+                    try:
+                        run = measure(tools["wrk"], proxy, port, backend, args, round_)
+                    except RuntimeError as exc:
+                        print("failed")
+                        failures.append(f"{name} round {round_}: {exc}")
+                        continue
+                    runs.append(run)
+                    note = f", errors {run.errors}" if run.errors else ""
+                    print(f"{run.requests_per_s:.0f} req/s, {run.cpu_us_per_req:.1f} µs/req{note}")
+                    if run.errors:
+                        failures.append(f"{name} round {round_}: wrk reported {run.errors}")
+        finally:
+            for process in reversed(started):
+                process.stop()
+            shutil.rmtree(workdir, ignore_errors=True)
+    if not runs:
+        print("bench: no measurement succeeded:\n" + "\n".join(failures), file=sys.stderr)
+        return 1
+    summary = medians(runs)
+    print_table(summary, args.repeat)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    out = RESULTS / f"{stamp}.json"
+    out.write_text(
+        json.dumps(
+            {
+                "timestamp": stamp,
+                "machine": {
+                    "cpus": os.cpu_count(),
+                    "platform": platform.platform(),
+                    "load_avg_at_end": os.getloadavg(),
+                },
+                "versions": versions(tools),
+                "params": {
+                    "duration_s": args.duration,
+                    "warmup_s": args.warmup,
+                    "repeat": args.repeat,
+                    "connections": args.connections,
+                    "wrk_threads": 1,
+                    "path": PATH,
+                    "body_bytes": BODY_BYTES,
+                },
+                "runs": [asdict(r) for r in runs],
+                "summary": summary,
+                "evenflow_ratios": ratios(summary),
+                "failures": failures,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
+    print(f"written {out.relative_to(ROOT)}")
+    if failures:
+        print("bench: problems:\n  " + "\n  ".join(failures), file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        raise SystemExit(main())
+    except KeyboardInterrupt:
+        print("\nbench: interrupted; everything it started is stopped", file=sys.stderr)
+        raise SystemExit(130) from None
