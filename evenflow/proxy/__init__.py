@@ -1,0 +1,1 @@
+"""The data plane: protocols that move bytes between clients and backends."""

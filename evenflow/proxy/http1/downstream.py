@@ -1,0 +1,643 @@
+"""A client's HTTP/1.1 connection: parse requests, hand each to an Exchange, answer in order.
+
+The parser (llhttp) refuses ambiguous framing itself; on top of it this module refuses what a
+proxy must not pass on (RFC 9112 §6.1, §6.3: several or unknown transfer codings; a missing or
+repeated Host) and bounds what a client can make evenflow hold: header bytes, header time,
+pipelined requests (reading pauses while one waits), body bytes held before a backend is ready.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from typing import TYPE_CHECKING, Protocol, cast
+
+import httptools
+
+from evenflow.balancing.base import PickContext
+from evenflow.core.errors import (
+    BadRequest,
+    BodyTooLarge,
+    HeadersTooLarge,
+    ProxyError,
+    RequestTimeout,
+)
+from evenflow.core.request import RequestHead
+from evenflow.proxy.deadline import Deadline
+from evenflow.proxy.http1 import heads
+from evenflow.proxy.http1.exchange import Exchange
+
+if TYPE_CHECKING:
+    from evenflow.observability.access_log import AccessLog
+    from evenflow.runtime.snapshot import Snapshot
+
+log = logging.getLogger(__name__)
+
+
+class SnapshotSource(Protocol):
+    """What the data plane needs of the control plane: the current snapshot, nothing else."""
+
+    @property
+    def snapshot(self) -> Snapshot: ...
+
+
+class HttpListenerContext:
+    """What every connection of one HTTP listener shares."""
+
+    __slots__ = (
+        "name",
+        "source",
+        "loop",
+        "connections",
+        "access_log",
+        "scheme",
+        "closing",
+        "_rid_prefix",
+        "_rid_counter",
+    )
+
+    def __init__(
+        self,
+        name: str,
+        source: SnapshotSource,
+        loop: asyncio.AbstractEventLoop,
+        access_log: AccessLog | None,
+        scheme: str = "http",
+    ) -> None:
+        import os
+
+        self.name = name
+        self.source = source
+        self.loop = loop
+        self.connections: set[DownstreamConnection] = set()
+        self.access_log = access_log
+        self.scheme = scheme
+        self.closing = False
+        # request ids: a random per-process prefix and a counter; unique, cheap, not secret
+        self._rid_prefix = os.urandom(6).hex().encode()
+        self._rid_counter = 0
+
+    def next_request_id(self) -> bytes:
+        self._rid_counter += 1
+        return b"%s-%x" % (self._rid_prefix, self._rid_counter)
+
+    def close_idle(self) -> None:
+        """Shutdown step: stop keep-alive; idle connections close now, busy ones after."""
+        self.closing = True
+        for conn in list(self.connections):
+            conn.close_when_idle()
+
+
+# reasons reading from the client is paused (a bit each; reading resumes when none is left)
+_PAUSE_BACKPRESSURE = 1  # the backend connection's write buffer is full
+_PAUSE_HOLD = 2  # too much body held while no backend is ready
+_PAUSE_QUEUE = 4  # a pipelined request waits for the current one to be answered
+
+_REQUEST_SPECIAL = frozenset(
+    (
+        b"connection",
+        b"keep-alive",
+        b"te",
+        b"trailer",
+        b"upgrade",
+        b"transfer-encoding",
+        b"content-length",
+        b"x-forwarded-for",
+        b"x-forwarded-proto",
+        b"x-forwarded-host",
+        b"x-request-id",
+        b"expect",
+    )
+)
+_REBUILD_TRIGGERS = frozenset(
+    (
+        b"connection",
+        b"keep-alive",
+        b"te",
+        b"trailer",
+        b"upgrade",
+        b"x-forwarded-for",
+        b"x-forwarded-proto",
+        b"x-forwarded-host",
+    )
+)
+# what on_header noticed about the request being parsed
+_REBUILD = 1  # a hop-by-hop or forwarding header: the head is rebuilt, not forwarded as sent
+_CHUNKED = 2
+_EXPECT = 4
+_HOST_TWICE = 8
+
+_METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH")}
+_LINGER_S = 2.0  # after an error, how long unread client bytes are drained before closing
+
+
+class DownstreamConnection(asyncio.Protocol):
+    __slots__ = (
+        # connection lifetime
+        "ctx",
+        "loop",
+        "source",
+        "listener_name",
+        "transport",
+        "parser",
+        "client_ip",
+        "pick_ctx",
+        "forwarded_lines",
+        "scheme_bytes",
+        "deadline",
+        "max_header_bytes",
+        "max_body_bytes",
+        "header_timeout_s",
+        "idle_timeout_s",
+        "body_timeout_s",
+        "closing",
+        "current",
+        "queue",
+        "_paused",
+        "_write_paused",
+        "_discard",
+        "_final_error",
+        "_closed",
+        "_out",
+        # the request being parsed
+        "_data",
+        "_boundary",
+        "_in_message",
+        "_in_head",
+        "_head_bytes",
+        "_raw_parts",
+        "_url",
+        "_headers",
+        "_host",
+        "_special",
+        "_content_length",
+        "_request_id",
+        "_trailers",
+        "_receiving",
+    )
+
+    def __init__(self, ctx: HttpListenerContext) -> None:
+        self.ctx = ctx
+        self.loop = ctx.loop
+        self.source = ctx.source
+        self.listener_name = ctx.name
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpRequestParser(self)
+        self.client_ip = ""
+        self.pick_ctx = PickContext()
+        self.forwarded_lines = b""
+        self.scheme_bytes = ctx.scheme.encode()
+        self.deadline = Deadline(self.loop, self._on_deadline)
+        self.closing = False  # no new request after the current one
+        self.current: Exchange | None = None  # the exchange being answered
+        self.queue: deque[Exchange] = deque()  # pipelined exchanges waiting their turn
+        self._paused = 0
+        self._write_paused = False
+        self._discard = False  # input is ignored: the connection is being closed after an error
+        self._final_error: ProxyError | None = None
+        self._closed = False
+        # while a backend's read is being handled, output is gathered here and written with
+        # one writev at its end: a response head and body cost one syscall, not two
+        self._out: list[bytes] | None = None
+        self._data = b""
+        self._boundary = True
+        self._in_message = False
+        self._in_head = False
+        self._head_bytes = 0
+        self._raw_parts: list[bytes] | None = None
+        self._url = b""
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._host: bytes | None = None
+        self._special = 0  # _REBUILD | _CHUNKED | _EXPECT | _HOST_TWICE
+        self._content_length = 0
+        self._request_id: bytes | None = None
+        self._trailers: list[tuple[bytes, bytes]] | None = None
+        self._receiving: Exchange | None = None
+
+    # -- asyncio callbacks -------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement asyncio.Transport without subclassing it
+        self.transport = transport = cast(asyncio.Transport, transport)
+        peer = transport.get_extra_info("peername")
+        self.client_ip = peer[0] if isinstance(peer, tuple) else "unknown"
+        self.pick_ctx.client_ip = self.client_ip
+        self.forwarded_lines = (
+            b"x-forwarded-for: %s\r\nx-forwarded-proto: %s\r\nvia: "
+            % (self.client_ip.encode(), self.scheme_bytes)
+            + heads.VIA
+            + b"\r\n"
+        )
+        listener = self.source.snapshot.listeners[self.listener_name].config
+        self.max_header_bytes = listener.limits.max_header_bytes
+        self.max_body_bytes = listener.limits.max_body_bytes
+        self.header_timeout_s = listener.timeouts.header
+        self.idle_timeout_s = listener.timeouts.idle
+        self.body_timeout_s = listener.timeouts.body
+        connections = self.ctx.connections
+        connections.add(self)
+        if len(connections) > listener.limits.max_connections or self.ctx.closing:
+            # over the limit: say so and go, rather than let one listener exhaust the process
+            transport.write(heads.CANNED[503])
+            self._close()
+            return
+        self.deadline.arm(self.header_timeout_s)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closed = True
+        self.ctx.connections.discard(self)
+        self.deadline.cancel()
+        for exchange in (self.current, *self.queue):
+            if exchange is not None:
+                exchange.cancel()
+        self.current = None
+        self.queue.clear()
+        self._receiving = None
+
+    def pause_writing(self) -> None:
+        # the client reads slower than the backend sends: slow the backend down
+        self._write_paused = True
+        if self.current is not None:
+            self.current.pause_upstream()
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        if self.current is not None:
+            self.current.resume_upstream()
+
+    def data_received(self, data: bytes) -> None:
+        if self._discard:
+            return
+        if not self._in_message:
+            self._boundary = True
+        elif self._in_head:
+            self._head_bytes += len(data)
+            if self._raw_parts is not None:
+                self._raw_parts.append(data)
+        self._data = data
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserCallbackError as exc:
+            cause = exc.__context__
+            if not isinstance(cause, ProxyError):
+                raise
+            self._on_bad_input(cause)
+        except httptools.HttpParserUpgrade as exc:
+            self._after_upgrade_request(data, int(exc.args[0]))
+        except httptools.HttpParserError as exc:
+            self._on_bad_input(BadRequest(f"malformed request: {exc}"))
+        else:
+            if self._in_head and self._head_bytes > self.max_header_bytes:
+                self._on_bad_input(
+                    HeadersTooLarge(f"request head over {self.max_header_bytes} bytes")
+                )
+
+    # -- llhttp callbacks --------------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self._in_message = True
+        self._in_head = True
+        data = self._data
+        # the head can be forwarded as sent only if it starts this read (not mid-buffer)
+        self._raw_parts = [data] if self._boundary and data[0] not in (13, 10) else None
+        self._boundary = False
+        self._head_bytes = len(data)
+        self._url = b""
+        self._headers = []
+        self._host = None
+        self._special = 0
+        self._content_length = 0
+        self._request_id = None
+        self._trailers = None
+        self.deadline.arm(self.header_timeout_s)
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        lname = name.lower()
+        if self._trailers is not None:
+            self._trailers.append((lname, value))
+            return
+        self._headers.append((lname, value))
+        if lname == b"host":
+            if self._host is not None:
+                self._special |= _HOST_TWICE
+            self._host = value
+        elif lname in _REQUEST_SPECIAL:
+            self._special_header(lname, value)
+        elif lname[:6] == b"proxy-":
+            self._special |= _REBUILD
+
+    def _special_header(self, lname: bytes, value: bytes) -> None:
+        if lname in _REBUILD_TRIGGERS:
+            self._special |= _REBUILD
+        elif lname == b"transfer-encoding":
+            # RFC 9112 §6.1: evenflow forwards only the chunked coding, and only once
+            if self._special & _CHUNKED:
+                raise BadRequest("Transfer-Encoding given more than once")
+            if value.strip().lower() != b"chunked":
+                raise BadRequest(f"unsupported transfer coding {value.decode('latin-1')!r}")
+            self._special |= _CHUNKED
+        elif lname == b"content-length":
+            try:
+                self._content_length = int(value)
+            except ValueError:
+                raise BadRequest("invalid Content-Length") from None
+        elif lname == b"x-request-id":
+            self._request_id = value or None
+        elif lname == b"expect" and value.strip().lower() == b"100-continue":
+            self._special |= _EXPECT
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        parser = self.parser
+        special = self._special
+        url = self._url
+        host_raw = self._host
+        raw_parts = self._raw_parts
+        raw_head: bytes | None = None
+        if raw_parts is not None:
+            buf = raw_parts[0] if len(raw_parts) == 1 else b"".join(raw_parts)
+            raw_head = buf[: buf.find(b"\r\n\r\n") + 4]
+            line_end = raw_head.find(b"\r\n")
+            http10 = raw_head[line_end - 1] == 48  # "HTTP/1.0"; llhttp allows only 1.0 and 1.1
+            self._raw_parts = None
+        else:
+            http10 = parser.get_http_version() == "1.0"
+        if special & (_REBUILD | _HOST_TWICE) or http10 or host_raw is None or url[:1] != b"/":
+            url, host_raw = self._check_unusual(url, host_raw, special, http10)
+            raw_head = None  # rebuilt: something in it must change
+        if self._head_bytes > self.max_header_bytes:
+            self._check_head_size(raw_head, url)
+        method_raw = parser.get_method()
+        method = _METHODS.get(method_raw) or method_raw.decode("latin-1")
+        host = host_raw.decode("latin-1").lower()
+        host = host[: host.find("]") + 1] if host[:1] == "[" else host.partition(":")[0]
+        chunked = bool(special & _CHUNKED)
+        exchange = Exchange(
+            self,
+            RequestHead(
+                method, url.decode("latin-1"), host, self._headers, self.client_ip, self.ctx.scheme
+            ),
+            raw_head,
+            host_raw,
+            self._request_id or self.ctx.next_request_id(),
+            http10,
+            chunked,
+            bool(special & _EXPECT),
+            parser.should_keep_alive(),
+        )
+        self._receiving = exchange
+        if chunked:
+            self._trailers = []
+            self.deadline.arm(self.body_timeout_s)
+        elif self._content_length:
+            self.deadline.arm(self.body_timeout_s)
+        limit = self.max_body_bytes
+        if self.current is None:
+            self.current = exchange
+            if limit is not None and self._content_length > limit:
+                exchange.fail(BodyTooLarge(f"Content-Length over {limit} bytes"))
+            else:
+                exchange.start()
+        else:
+            if limit is not None and self._content_length > limit:
+                raise BodyTooLarge(f"Content-Length over {limit} bytes")
+            self.queue.append(exchange)
+            self._pause(_PAUSE_QUEUE)
+
+    def _check_unusual(
+        self, url: bytes, host_raw: bytes | None, special: int, http10: bool
+    ) -> tuple[bytes, bytes]:
+        """Checks for the rarer request shapes; returns the target and Host to forward."""
+        if special & _HOST_TWICE:
+            raise BadRequest("more than one Host header")
+        if host_raw is None and not http10:
+            raise BadRequest("no Host header")  # RFC 9112 §3.2
+        if url[:1] != b"/":
+            url, host_raw = self._other_target_form(url, host_raw or b"")
+        if self.parser.should_upgrade() and (self._content_length or special & _CHUNKED):
+            raise BadRequest("a body on an Upgrade request is not supported")
+        return url, host_raw or b""
+
+    def _check_head_size(self, raw_head: bytes | None, url: bytes) -> None:
+        size = (
+            len(raw_head)
+            if raw_head is not None
+            else (len(url) + sum(len(n) + len(v) + 4 for n, v in self._headers))
+        )
+        if size > self.max_header_bytes:
+            raise HeadersTooLarge(f"request head over {self.max_header_bytes} bytes")
+
+    def on_body(self, body: bytes) -> None:
+        exchange = self._receiving
+        if exchange is not None:
+            if self._paused == 0:
+                self.deadline.arm(self.body_timeout_s)
+            exchange.on_request_body(body)
+
+    def on_message_complete(self) -> None:
+        self._in_message = False
+        exchange = self._receiving
+        self._receiving = None
+        if exchange is not None:
+            if self._trailers is not None:
+                exchange.on_request_complete(self._trailers)
+                self._trailers = None
+            else:
+                exchange.request_done = True
+
+    # -- driven by exchanges -----------------------------------------------------------------
+
+    def write(self, data: bytes) -> None:
+        out = self._out
+        if out is not None:
+            out.append(data)
+        elif self.transport is not None and not self._closed:
+            self.transport.write(data)
+
+    def writelines(self, pieces: list[bytes]) -> None:
+        out = self._out
+        if out is not None:
+            out.extend(pieces)
+        elif self.transport is not None and not self._closed:
+            self.transport.writelines(pieces)
+
+    def cork(self) -> None:
+        """Gather output until `uncork` (see `_out`)."""
+        if self._out is None:
+            self._out = []
+
+    def uncork(self) -> None:
+        out = self._out
+        self._out = None
+        if out and self.transport is not None and not self.transport.is_closing():
+            self.transport.writelines(out)
+
+    def answer_error(self, exchange: Exchange, error: ProxyError) -> None:
+        """Answer `exchange` with a canned response for `error`, in its turn."""
+        if exchange.close_after or self.closing:
+            exchange.close_after = True
+            self.write(
+                heads.CANNED.get(error.status) or heads.canned_response(error.status, close=True)
+            )
+        else:
+            self.write(
+                heads.CANNED_KEEP_ALIVE.get(error.status) or heads.canned_response(error.status)
+            )
+        exchange.failures.append(error.detail)
+        self.on_exchange_done(exchange)
+
+    def abort_after(self, exchange: Exchange, error: ProxyError) -> None:
+        """The response was cut off mid-way: log it and reset the client connection."""
+        exchange.close_after = True
+        self._log(exchange)
+        self.current = None
+        if self.transport is not None:
+            self.transport.abort()
+
+    def on_exchange_done(self, exchange: Exchange) -> None:
+        if exchange is not self.current:
+            return
+        self.current = None
+        self._log(exchange)
+        if self._closed:
+            return
+        if exchange.close_after:
+            self._close()
+            return
+        if self.queue:
+            nxt = self.queue.popleft()
+            self.current = nxt
+            if not self.queue:
+                self._resume(_PAUSE_QUEUE)
+            nxt.start()
+            return
+        if self._final_error is not None:
+            self.write(heads.CANNED.get(self._final_error.status, heads.CANNED[400]))
+            self._close()
+            return
+        if self.closing:
+            self._close()
+            return
+        if not self._in_message:
+            self.deadline.arm(self.idle_timeout_s)
+
+    def pause_reading_for_body(self) -> None:
+        self._pause(_PAUSE_HOLD)
+
+    def resume_reading_for_body(self) -> None:
+        self._resume(_PAUSE_HOLD)
+
+    def pause_reading_for_backpressure(self) -> None:
+        self._pause(_PAUSE_BACKPRESSURE)
+
+    def resume_reading_for_backpressure(self) -> None:
+        self._resume(_PAUSE_BACKPRESSURE)
+
+    def close_when_idle(self) -> None:
+        """Graceful shutdown: finish what is in progress, take no new request."""
+        self.closing = True
+        if self.current is None and not self._in_message:
+            self._close()
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _other_target_form(self, url: bytes, host_raw: bytes) -> tuple[bytes, bytes]:
+        lowered = url[:8].lower()
+        if lowered.startswith((b"http://", b"https://")):
+            # RFC 9112 §3.2.2: the authority in an absolute-form target replaces Host
+            rest = url.split(b"://", 1)[1]
+            slash = rest.find(b"/")
+            authority, path = (rest, b"/") if slash < 0 else (rest[:slash], rest[slash:])
+            if b"@" in authority or not authority:
+                raise BadRequest("invalid authority in request target")
+            return path, authority
+        if url == b"*" and self.parser.get_method() == b"OPTIONS":
+            return url, host_raw
+        raise BadRequest("unsupported request target form")
+
+    def _after_upgrade_request(self, data: bytes, offset: int) -> None:
+        # llhttp stopped after an Upgrade request; evenflow forwards it as a plain request
+        # (Upgrade is hop-by-hop and was removed), so the bytes after it are the next request
+        rest = data[offset:]
+        if rest and not self._discard:
+            self.data_received(rest)
+
+    def _on_bad_input(self, error: ProxyError) -> None:
+        self._discard = True
+        self._in_message = False
+        exchange = self._receiving
+        self._receiving = None
+        if exchange is not None and exchange is self.current:
+            if exchange.response_started:
+                exchange.cancel()
+                exchange.close_after = True
+                self.abort_after(exchange, error)
+                return
+            if not exchange.response_done:
+                exchange.cancel()
+                exchange.close_after = True
+                exchange.fail(error)
+                return
+        if self.current is None and not self.queue:
+            self._log_error(error)
+            self.write(
+                heads.CANNED.get(error.status) or heads.canned_response(error.status, close=True)
+            )
+            self._close()
+        else:
+            self._final_error = error  # answered once the requests before it are
+            self._log_error(error)
+
+    def _pause(self, reason: int) -> None:
+        if self._paused == 0 and self.transport is not None and not self._closed:
+            self.transport.pause_reading()
+            self.deadline.disarm() if self._in_message and not self._in_head else None
+        self._paused |= reason
+
+    def _resume(self, reason: int) -> None:
+        if not self._paused & reason:
+            return
+        self._paused &= ~reason
+        if self._paused == 0 and self.transport is not None and not self._closed:
+            self.transport.resume_reading()
+            if self._in_message and not self._in_head:
+                self.deadline.arm(self.body_timeout_s)
+
+    def _on_deadline(self) -> None:
+        if self._in_message and self._in_head:
+            self._on_bad_input(RequestTimeout("request head not received in time"))
+        elif self._in_message:
+            self._on_bad_input(RequestTimeout("request body stalled"))
+        elif self.current is None:
+            self._close()  # idle keep-alive connection: close quietly
+
+    def _close(self) -> None:
+        """Close after what was written is flushed; drain unread input briefly (no RST)."""
+        self._discard = True
+        self.deadline.cancel()
+        self.uncork()
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        if self._in_message and transport.can_write_eof():
+            # the client is still sending: closing now could reset the connection and lose
+            # the answer in flight, so half-close and read what is left for a moment
+            transport.write_eof()
+            self._resume(self._paused)
+            self.loop.call_later(_LINGER_S, transport.close)
+        else:
+            transport.close()
+
+    def _log(self, exchange: Exchange) -> None:
+        access_log = self.ctx.access_log
+        if access_log is not None:
+            access_log.log_exchange(self.listener_name, exchange)
+
+    def _log_error(self, error: ProxyError) -> None:
+        access_log = self.ctx.access_log
+        if access_log is not None:
+            access_log.log_refused(self.listener_name, self.client_ip, error)

@@ -1,0 +1,494 @@
+"""One request's journey: route, pick, connect or reuse, forward, retry, answer.
+
+The exchange sits between the client connection that received the request and the backend
+connection that carries it. It owns the retry rules (ARCHITECTURE.md: a connect failure is
+retried for any method on another backend; a failure after sending only for idempotent methods
+whose body is still held), the request body held for a retry, and the response framing towards
+the client. It knows nothing of sockets beyond the two protocol objects it talks to.
+
+This is the hot path: the common request (a reused backend connection, a head forwarded as sent,
+a response with a Content-Length) runs through `start` and `on_response_*` without allocating
+more than the head it sends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from evenflow.core.backend import BackendState
+from evenflow.core.errors import BodyTooLarge, NoBackend, NoRoute, ProxyError
+from evenflow.core.request import RequestHead
+from evenflow.proxy.http1 import heads
+from evenflow.proxy.http1.response_head import (
+    CHUNKED,
+    CONNECTION_NAMES_OTHERS,
+    HAS_LENGTH,
+    HOP_SEEN,
+    KEEP_ALIVE_ONLY,
+    parse_header_lines,
+    strip_hop_by_hop,
+)
+from evenflow.proxy.http1.upstream import UpstreamConnection, connect_error
+
+if TYPE_CHECKING:
+    from evenflow.proxy.http1.downstream import DownstreamConnection
+    from evenflow.routing.table import CompiledRoute
+    from evenflow.runtime.snapshot import PoolRuntime
+
+log = logging.getLogger(__name__)
+
+# Request body bytes held while no backend connection is ready yet; past it the client is
+# paused (backpressure), so a slow backend never makes evenflow hold a large upload.
+HOLD_LIMIT_BYTES = 256 * 1024
+# Body bytes kept after sending, so an idempotent request can be replayed on another backend.
+REPLAY_LIMIT_BYTES = 64 * 1024
+
+# response framing towards the client
+BODY_NONE = 0
+BODY_RAW = 1  # forwarded as received (Content-Length, or until close to an HTTP/1.0 client)
+BODY_CHUNKED = 2  # re-framed as chunks
+
+_BODILESS_STATUS = frozenset((204, 304))
+
+
+class Exchange:
+    __slots__ = (
+        "down",
+        "req",
+        "raw_head",
+        "host_raw",
+        "request_id",
+        "http10",
+        "chunked_request",
+        "expect_continue",
+        "keep_alive",
+        "route",
+        "pool",
+        "backend",
+        "upstream",
+        "tried",
+        "failures",
+        "held",
+        "held_bytes",
+        "replayable",
+        "head_sent",
+        "request_done",
+        "response_started",
+        "response_done",
+        "close_after",
+        "body_mode",
+        "status",
+        "bytes_in",
+        "bytes_out",
+        "started_at",
+        "cancelled",
+    )
+
+    def __init__(
+        self,
+        down: DownstreamConnection,
+        req: RequestHead,
+        raw_head: bytes | None,
+        host_raw: bytes,
+        request_id: bytes,
+        http10: bool,
+        chunked_request: bool,
+        expect_continue: bool,
+        keep_alive: bool,
+    ) -> None:
+        self.down = down
+        self.req = req
+        # the client's head as sent, when it can be forwarded with only additions; None when
+        # something in it must change (hop-by-hop fields, forwarding headers, version, target)
+        self.raw_head = raw_head
+        self.host_raw = host_raw
+        self.request_id = request_id
+        self.http10 = http10
+        self.chunked_request = chunked_request
+        self.expect_continue = expect_continue
+        self.keep_alive = keep_alive  # the client wants the connection kept open
+        self.route: CompiledRoute | None = None
+        self.pool: PoolRuntime | None = None
+        self.backend: BackendState | None = None
+        self.upstream: UpstreamConnection | None = None
+        self.tried: list[BackendState] = []
+        self.failures: list[str] = []  # "backend: reason" for each failed attempt
+        # request body in upstream framing: waiting for a connection, or kept for a replay
+        self.held: list[bytes] = []
+        self.held_bytes = 0
+        self.replayable = True  # `held` still has every body byte sent so far
+        self.head_sent = False
+        self.request_done = False  # the client finished sending the request
+        self.response_started = False  # the client has seen (part of) the response
+        self.response_done = False
+        self.close_after = False  # the client connection closes after this response
+        self.body_mode = BODY_NONE
+        self.status = 0
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.started_at = time.perf_counter()
+        self.cancelled = False
+
+    # -- the request side ------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Route, pick and send; called once this exchange is its connection's current one."""
+        down = self.down
+        snapshot = down.source.snapshot
+        listener = snapshot.listeners.get(down.listener_name)
+        route = listener.routes.match(self.req) if listener is not None else None
+        if route is None:
+            req = self.req
+            self.fail(NoRoute(f"no route for {req.method} {req.host}{req.path}"))
+            return
+        self.route = route
+        self.pool = snapshot.pools[route.pick_pool()]
+        self._attempt()
+
+    def on_request_body(self, data: bytes) -> None:
+        self.bytes_in += len(data)
+        limit = self.down.max_body_bytes
+        if limit is not None and self.bytes_in > limit:
+            raise BodyTooLarge(f"request body over {limit} bytes")
+        if self.response_done or self.cancelled:
+            return  # answered already (an error, or an early response): drop the rest
+        pieces = heads.chunk(data) if self.chunked_request else [data]
+        self._forward_body(pieces, len(data))
+
+    def on_request_complete(self, trailers: list[tuple[bytes, bytes]]) -> None:
+        """The end of a chunked request body (other requests just set `request_done`)."""
+        self.request_done = True
+        if not (self.response_done or self.cancelled):
+            self._forward_body([heads.last_chunk(trailers)], 0)
+
+    def _forward_body(self, pieces: list[bytes], size: int) -> None:
+        upstream = self.upstream
+        if upstream is not None and self.head_sent:
+            upstream.write(pieces)
+            if self.replayable:
+                self.held.extend(pieces)
+                self.held_bytes += size
+                if self.held_bytes > REPLAY_LIMIT_BYTES:
+                    self.replayable = False
+                    self.held = []
+            return
+        self.held.extend(pieces)
+        self.held_bytes += size
+        if self.held_bytes > HOLD_LIMIT_BYTES:
+            self.down.pause_reading_for_body()
+
+    # -- attempts ----------------------------------------------------------------------------
+
+    def _attempt(self) -> None:
+        pool = self.pool
+        assert pool is not None
+        tried = self.tried
+        backend = pool.balancer.pick(self.down.pick_ctx, tried)
+        if backend is None:
+            self.fail(NoBackend(f"pool {pool.name} has no usable backend"))
+            return
+        self.backend = backend
+        tried.append(backend)
+        backend.in_flight += 1
+        backend.requests_total += 1
+        idle = backend.idle
+        while idle:
+            conn: UpstreamConnection = idle.pop()
+            if conn.is_usable():
+                self._send_on(conn)
+                return
+        loop = self.down.loop
+        task = loop.create_task(
+            loop.create_connection(
+                lambda: UpstreamConnection(
+                    backend, loop, pool.response_timeout_s, pool.idle_timeout_s, pool.max_idle
+                ),
+                backend.host,
+                backend.port,
+            )
+        )
+        timer = loop.call_later(pool.connect_timeout_s, task.cancel)
+        task.add_done_callback(lambda t: self._on_connected(t, timer, backend, pool))
+
+    def _on_connected(
+        self,
+        task: asyncio.Task[tuple[asyncio.BaseTransport, UpstreamConnection]],
+        timer: asyncio.TimerHandle,
+        backend: BackendState,
+        pool: PoolRuntime,
+    ) -> None:
+        timer.cancel()
+        exc = None if task.cancelled() else task.exception()
+        if task.cancelled() or exc is not None:
+            backend.in_flight -= 1
+            backend.failures_total += 1
+            if not self.cancelled:
+                error = connect_error(exc or TimeoutError(), backend, pool.connect_timeout_s)
+                self._retry_or_fail(error, sent=False)
+            return
+        conn = task.result()[1]
+        if self.cancelled:
+            backend.in_flight -= 1
+            conn.release(reusable=True)
+            return
+        self._send_on(conn)
+
+    def _send_on(self, conn: UpstreamConnection) -> None:
+        self.upstream = conn
+        self.head_sent = True
+        raw = self.raw_head
+        down = self.down
+        if raw is not None and self.route is not None and self.route.request_rewrite is None:
+            head = b"".join(
+                (
+                    raw[:-2],
+                    down.forwarded_lines,
+                    b"x-forwarded-host: ",
+                    self.host_raw,
+                    b"\r\nx-request-id: ",
+                    self.request_id,
+                    b"\r\n\r\n",
+                )
+            )
+        else:
+            head = self._rebuilt_request_head()
+        held = self.held
+        if held:
+            conn.send(self, [head, *held], self.req.method == "HEAD")
+            if self.held_bytes > REPLAY_LIMIT_BYTES:
+                self.replayable = False
+                self.held = []
+            down.resume_reading_for_body()
+        else:
+            conn.send(self, [head], self.req.method == "HEAD")
+
+    def _retry_or_fail(self, error: ProxyError, sent: bool) -> None:
+        backend = self.backend
+        pool = self.pool
+        assert backend is not None and pool is not None
+        self.failures.append(f"{backend.address}: {error.detail}")
+        self.upstream = None
+        self.head_sent = False
+        may_retry = (
+            len(self.tried) < pool.attempts
+            and not self.response_started
+            and (error.retry_safe or (self.replayable and self._idempotent()))
+            and not (sent and not self.replayable)
+        )
+        if may_retry:
+            self._attempt()
+        else:
+            self.fail(error)
+
+    def _idempotent(self) -> bool:
+        return self.req.method in heads.IDEMPOTENT_METHODS
+
+    # -- the response side -------------------------------------------------------------------
+
+    def on_interim_response(self, raw: bytes) -> None:
+        if not self.http10 and not self.response_started:
+            self.down.write(strip_hop_by_hop(raw))
+
+    def on_response_head(self, status: int, raw: bytes, flags: int) -> bool:
+        """Send the response head on; True when the body may pass through unchanged."""
+        self.status = status
+        self.response_started = True
+        down = self.down
+        close = self.close_after = (
+            self.close_after or down.closing or not self.request_done or not self.keep_alive
+        )
+        if self.req.method == "HEAD" or status in _BODILESS_STATUS or status < 200:
+            self.body_mode = BODY_NONE
+        elif flags & CHUNKED:
+            if self.http10:
+                # an HTTP/1.0 client cannot read chunks: raw body, delimited by closing
+                self.body_mode = BODY_RAW
+                close = self.close_after = True
+                flags |= CONNECTION_NAMES_OTHERS  # rebuild: drop transfer-encoding
+            else:
+                self.body_mode = BODY_CHUNKED
+        elif flags & HAS_LENGTH:
+            self.body_mode = BODY_RAW
+        elif self.http10:
+            self.body_mode = BODY_RAW
+            close = self.close_after = True
+        else:
+            # RFC 9112 §6.3: no length means "until close"; to keep the client connection, chunk
+            self.body_mode = BODY_CHUNKED
+            flags |= _ADD_CHUNKED
+        route = self.route
+        if flags & CONNECTION_NAMES_OTHERS or (route is not None and route.response_rewrite):
+            raw = self._rebuilt_response_head(status, raw)
+        elif flags & HOP_SEEN or (flags & KEEP_ALIVE_ONLY and (close or self.http10)):
+            # RFC 9110 §7.6.1: a lone "Connection: keep-alive" may stay as evenflow's own
+            # option when the client connection is kept; anything else hop-by-hop goes
+            raw = strip_hop_by_hop(raw)
+        if close:
+            raw = raw[:-2] + (
+                b"transfer-encoding: chunked\r\nconnection: close\r\n\r\n"
+                if flags & _ADD_CHUNKED
+                else b"connection: close\r\n\r\n"
+            )
+        elif self.http10:
+            raw = raw[:-2] + b"connection: keep-alive\r\n\r\n"
+        elif flags & _ADD_CHUNKED:
+            raw = raw[:-2] + b"transfer-encoding: chunked\r\n\r\n"
+        down.write(raw)
+        return self.body_mode == BODY_RAW
+
+    def on_response_body(self, data: bytes) -> None:
+        self.bytes_out += len(data)
+        mode = self.body_mode
+        if mode == BODY_RAW:
+            self.down.write(data)
+        elif mode == BODY_CHUNKED:
+            self.down.writelines(heads.chunk(data))
+
+    def on_response_complete(
+        self, conn: UpstreamConnection, trailers: list[tuple[bytes, bytes]], reusable: bool
+    ) -> None:
+        if self.body_mode == BODY_CHUNKED:
+            self.down.write(heads.last_chunk(trailers))
+        backend = self.backend
+        if backend is not None:
+            backend.in_flight -= 1
+        self.upstream = None
+        self.response_done = True
+        # a backend connection may carry the next request only if this one was sent in full
+        conn.release(reusable and self.request_done)
+        self.down.on_exchange_done(self)
+
+    def on_upstream_failed(
+        self, conn: UpstreamConnection, error: ProxyError, got_bytes: bool
+    ) -> None:
+        if self.upstream is not conn:
+            return
+        backend = self.backend
+        if backend is not None:
+            backend.in_flight -= 1
+            backend.failures_total += 1
+        if self.response_started:
+            # the client has part of the response: the only honest signal left is to cut it
+            self.failures.append(f"{backend.address if backend else '?'}: {error.detail}")
+            self.upstream = None
+            self.response_done = True
+            self.down.abort_after(self, error)
+            return
+        if conn.reused and not got_bytes and self.replayable and self._idempotent():
+            error.retry_safe = True  # RFC 9112 §9.3.1: a reused connection may have been closed
+        self._retry_or_fail(error, sent=True)
+
+    def on_upstream_write_paused(self) -> None:
+        self.down.pause_reading_for_backpressure()
+
+    def on_upstream_write_resumed(self) -> None:
+        self.down.resume_reading_for_backpressure()
+
+    def pause_upstream(self) -> None:
+        if self.upstream is not None:
+            self.upstream.pause_reading()
+
+    def resume_upstream(self) -> None:
+        if self.upstream is not None:
+            self.upstream.resume_reading()
+
+    # -- endings -----------------------------------------------------------------------------
+
+    def fail(self, error: ProxyError) -> None:
+        """Answer the client with `error`'s status (nothing of a response was sent yet)."""
+        self.status = error.status
+        self.response_done = True
+        if not self.request_done:
+            self.close_after = True
+        self.down.answer_error(self, error)
+
+    def cancel(self) -> None:
+        """The client went away: stop whatever is in progress and free the backend."""
+        if self.cancelled:
+            return
+        self.cancelled = True
+        conn = self.upstream
+        if conn is not None and not self.response_done:
+            if self.backend is not None:
+                self.backend.in_flight -= 1
+            self.upstream = None
+            conn.abort()
+
+    # -- heads -------------------------------------------------------------------------------
+
+    def _rebuilt_request_head(self) -> bytes:
+        req = self.req
+        named = _connection_named(req.headers)
+        xff: list[bytes] = []
+        kept: list[tuple[bytes, bytes]] = []
+        for name, value in req.headers:
+            if name == b"x-forwarded-for":
+                xff.append(value)
+            elif (
+                name == b"transfer-encoding"
+                or name == b"host"
+                or not (
+                    name in heads.HOP_BY_HOP
+                    or name in named
+                    or name in heads.FORWARDED_SET_BY_US
+                    or name.startswith(b"proxy-")
+                )
+            ):
+                kept.append((name, value))
+        if not any(name == b"host" for name, _ in kept):
+            kept.insert(0, (b"host", self.host_raw))
+        elif self.host_raw:
+            # RFC 9112 §3.2.2: an absolute-form target's authority replaces Host
+            kept = [(n, self.host_raw if n == b"host" else v) for n, v in kept]
+        if self.route is not None and self.route.request_rewrite is not None:
+            kept = self.route.request_rewrite.apply(kept)
+        xff.append(self.down.client_ip.encode("latin-1"))
+        forwarded = [
+            (b"x-forwarded-for", b", ".join(xff)),
+            (b"x-forwarded-proto", self.down.scheme_bytes),
+            (b"x-forwarded-host", self.host_raw),
+            (b"via", (b"1.0 " if self.http10 else b"1.1 ") + b"evenflow"),
+            (b"x-request-id", self.request_id),
+        ]
+        line = b"%s %s HTTP/1.1\r\n" % (req.method.encode("latin-1"), req.target.encode("latin-1"))
+        return b"".join(
+            (line, heads.serialize_headers(kept), heads.serialize_headers(forwarded), b"\r\n")
+        )
+
+    def _rebuilt_response_head(self, status: int, raw: bytes) -> bytes:
+        headers = parse_header_lines(raw)
+        named = _connection_named(headers)
+        keep_te = self.body_mode == BODY_CHUNKED
+        kept = [
+            (name, value)
+            for name, value in headers
+            if not (
+                (name in heads.HOP_BY_HOP and not (name == b"transfer-encoding" and keep_te))
+                or name in named
+                or name.startswith(b"proxy-")
+            )
+        ]
+        if self.route is not None and self.route.response_rewrite is not None:
+            kept = self.route.response_rewrite.apply(kept)
+        line = raw[: raw.find(b"\r\n")]
+        reason = line.split(b" ", 2)[2] if line.count(b" ") >= 2 else b""
+        return heads.status_line(status, reason) + heads.serialize_headers(kept) + b"\r\n"
+
+
+# on_response_head: the response had no framing and is re-framed as chunks
+_ADD_CHUNKED = 1 << 16
+
+# Connection may not be used to strip what framing and routing depend on (a known way to make a
+# proxy drop Content-Length or Host on the next hop).
+_NEVER_DROPPED_BY_CONNECTION = frozenset(
+    (b"host", b"content-length", b"transfer-encoding", b"close", b"keep-alive")
+)
+
+
+def _connection_named(headers: list[tuple[bytes, bytes]]) -> set[bytes]:
+    """The fields a Connection header names as hop-by-hop, minus those that must stay."""
+    named = heads.connection_tokens([value for name, value in headers if name == b"connection"])
+    return named - _NEVER_DROPPED_BY_CONNECTION

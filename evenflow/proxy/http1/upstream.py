@@ -1,0 +1,393 @@
+"""A keep-alive HTTP/1.1 connection to one backend.
+
+The connection carries one exchange at a time (no upstream pipelining: a backend that answers
+out of turn cannot desync other clients). llhttp checks every response; what reaches Python
+depends on the response:
+- the common one (a Content-Length body the client gets unchanged) costs two callbacks, head
+  and end: its body bytes are forwarded straight from the socket reads, counted down to the
+  length, never handed to Python piece by piece;
+- a chunked or unframed one, whose body must be re-framed or whose trailers must be relayed, is
+  re-read from its head by a second parser that also reports body pieces and trailer fields.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import TYPE_CHECKING, cast
+
+import httptools
+
+from evenflow.core.backend import BackendState
+from evenflow.core.errors import (
+    ConnectFailed,
+    ConnectTimeout,
+    ProxyError,
+    UpstreamProtocolError,
+    UpstreamReset,
+    UpstreamTimeout,
+)
+from evenflow.proxy.deadline import Deadline
+from evenflow.proxy.http1.response_head import BACKEND_CLOSES, CHUNKED, HAS_LENGTH, analyze
+
+if TYPE_CHECKING:
+    from evenflow.proxy.http1.exchange import Exchange
+
+log = logging.getLogger(__name__)
+
+# how the body of the current response travels
+_PASSTHROUGH = 0  # raw from the socket reads, `_body_left` bytes to go
+_PARSED = 1  # through on_body (re-framed or de-chunked by the exchange)
+
+
+class _HeadResponseEnd(Exception):
+    """Raised from on_headers_complete to stop llhttp after the head of a HEAD response."""
+
+
+class _NeedBodyEvents(Exception):
+    """Raised from on_headers_complete: re-read this response with the body-aware parser."""
+
+
+class _BodyCallbacks:
+    """llhttp callbacks that also report body pieces and trailer fields.
+
+    httptools decides at construction which callbacks exist, so the common response is parsed
+    by a parser without them, and only a response that needs them is re-read by one built on
+    this object.
+    """
+
+    __slots__ = ("on_header", "on_headers_complete", "on_body", "on_message_complete")
+
+    def __init__(self, conn: UpstreamConnection) -> None:
+        self.on_header = conn.on_trailer
+        self.on_headers_complete = conn.on_headers_complete
+        self.on_body = conn.on_body
+        self.on_message_complete = conn.on_message_complete
+
+
+class UpstreamConnection(asyncio.Protocol):
+    __slots__ = (
+        "backend",
+        "loop",
+        "transport",
+        "parser",
+        "exchange",
+        "idle_timeout_s",
+        "response_timeout_s",
+        "max_idle",
+        "reused",
+        "deadline",
+        "_fast_parser",
+        "_data",
+        "_pending",
+        "_head_from",
+        "_in_head",
+        "_flags",
+        "_mode",
+        "_body_from",
+        "_body_left",
+        "_trailers",
+        "_replaying",
+        "_is_head",
+        "_interim",
+        "_received",
+        "_progress_mark",
+        "_closed",
+        "_reading_paused",
+    )
+
+    def __init__(
+        self,
+        backend: BackendState,
+        loop: asyncio.AbstractEventLoop,
+        response_timeout_s: float,
+        idle_timeout_s: float,
+        max_idle: int,
+    ) -> None:
+        self.backend = backend
+        self.loop = loop
+        self.transport: asyncio.Transport | None = None
+        self._fast_parser = httptools.HttpResponseParser(self)
+        self.parser = self._fast_parser
+        self.exchange: Exchange | None = None
+        self.response_timeout_s = response_timeout_s
+        self.idle_timeout_s = idle_timeout_s
+        self.max_idle = max_idle
+        self.reused = False  # carried an earlier exchange: a failure may be a stale keep-alive
+        self.deadline = Deadline(loop, self._on_deadline)
+        self._data = b""  # the read being parsed
+        self._pending = b""  # bytes since the current response head began, until it is complete
+        self._head_from = 0  # where in _pending the head begins (after any interim response)
+        self._in_head = False
+        self._flags = 0
+        self._mode = _PASSTHROUGH
+        self._body_from = -1  # passthrough: where in _data this read's body bytes begin; -1: none
+        self._body_left = 0  # passthrough: body bytes still to come (-1: until close)
+        self._trailers: list[tuple[bytes, bytes]] = []
+        self._replaying = False  # the body-aware parser is re-reading a head already handled
+        self._is_head = False
+        self._interim = False
+        self._received = 0  # response bytes seen for the current exchange
+        self._progress_mark = 0  # _received when the deadline was last checked
+        self._closed = False
+        self._reading_paused = False
+
+    # -- asyncio callbacks -------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement asyncio.Transport without subclassing it
+        self.transport = cast(asyncio.Transport, transport)
+        self.backend.active_connections += 1
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self.backend.active_connections -= 1
+        self.deadline.cancel()
+        exchange = self.exchange
+        if exchange is None:
+            with contextlib.suppress(ValueError):
+                self.backend.idle.remove(self)
+            return
+        self.exchange = None
+        if not self._in_head and not self._flags & (CHUNKED | HAS_LENGTH) and not self._is_head:
+            # RFC 9112 §6.3 rule 8: a response without framing ends when the connection does
+            exchange.on_response_complete(self, [], reusable=False)
+            return
+        exchange.on_upstream_failed(self, UpstreamReset(_lost_detail(exc)), self._received > 0)
+
+    def eof_received(self) -> bool:
+        return False  # close our side too; connection_lost settles the exchange
+
+    def pause_writing(self) -> None:
+        if self.exchange is not None:
+            self.exchange.on_upstream_write_paused()
+
+    def resume_writing(self) -> None:
+        if self.exchange is not None:
+            self.exchange.on_upstream_write_resumed()
+
+    def data_received(self, data: bytes) -> None:
+        exchange = self.exchange
+        if exchange is None:
+            # bytes nobody asked for: the backend is broken; never reuse this connection
+            self.close()
+            return
+        self._received += len(data)
+        self._data = data
+        if self._in_head:
+            self._pending = self._pending + data if self._pending else data
+        elif self._mode == _PASSTHROUGH:
+            self._body_from = 0
+        down = exchange.down
+        down.cork()  # the head, body and anything that follows leave in one write
+        try:
+            self._feed(data)
+            if self._body_from >= 0 and self.exchange is not None:
+                self._forward_body(len(data))  # the read ended mid-body
+        finally:
+            down.uncork()
+
+    def _feed(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserCallbackError as exc:
+            cause = exc.__context__
+            if isinstance(cause, _NeedBodyEvents):
+                # re-read this response from its head with the body-aware parser
+                self.parser = httptools.HttpResponseParser(_BodyCallbacks(self))
+                self._fast_parser = httptools.HttpResponseParser(self)  # the old one errored
+                self._replaying = True
+                self._feed(cause.args[0])
+            elif isinstance(cause, _HeadResponseEnd):
+                # llhttp cannot know a HEAD response has no body; start afresh for the next one
+                self._fast_parser = self.parser = httptools.HttpResponseParser(self)
+                self._complete(reusable=not cause.args[0])
+            elif isinstance(cause, ProxyError):
+                self._fail(cause)
+            else:
+                raise
+        except httptools.HttpParserError as exc:
+            self._fail(
+                UpstreamProtocolError(f"invalid response from {self.backend.address}: {exc}")
+            )
+
+    # -- llhttp callbacks --------------------------------------------------------------------
+
+    def on_headers_complete(self) -> None:
+        if self._replaying:
+            self._replaying = False
+            return
+        pending = self._pending
+        head_from = self._head_from
+        end = pending.find(b"\r\n\r\n", head_from) + 4
+        raw = pending[head_from:end]
+        parser = self.parser
+        status = parser.get_status_code()
+        exchange = self.exchange
+        assert exchange is not None
+        if status < 200 and status != 101:
+            # RFC 9110 §15.2: interim responses precede the final one on the same exchange
+            self._interim = True
+            self._head_from = end
+            exchange.on_interim_response(raw)
+            return
+        self._in_head = False
+        self._pending = b""
+        self._head_from = 0
+        flags, length = analyze(raw)
+        if not parser.should_keep_alive():
+            flags |= BACKEND_CLOSES
+        self._flags = flags
+        passthrough = exchange.on_response_head(status, raw, flags)
+        if self._is_head:
+            raise _HeadResponseEnd(len(pending) > end)  # True: bytes followed the head
+        if passthrough and (flags & HAS_LENGTH or not flags & CHUNKED):
+            self._mode = _PASSTHROUGH
+            self._body_left = length  # -1 without a length: until the backend closes
+            self._body_from = end - (len(pending) - len(self._data))
+        else:
+            self._mode = _PARSED
+            self._body_from = -1
+            if parser is self._fast_parser:
+                raise _NeedBodyEvents(pending[head_from:])
+
+    def on_body(self, body: bytes) -> None:
+        exchange = self.exchange
+        if exchange is not None:
+            exchange.on_response_body(body)
+
+    def on_trailer(self, name: bytes, value: bytes) -> None:
+        if not self._replaying:
+            self._trailers.append((name.lower(), value))
+
+    def on_message_complete(self) -> None:
+        if self._interim:
+            self._interim = False
+            return
+        if self._body_from >= 0:
+            self._forward_body(self._body_from + self._body_left)
+        self.parser = self._fast_parser
+        self._complete(reusable=not self._flags & BACKEND_CLOSES)
+
+    # -- driven by the exchange --------------------------------------------------------------
+
+    def send(self, exchange: Exchange, pieces: list[bytes], is_head: bool) -> None:
+        """Start `exchange` on this connection by writing its head (and any body held so far)."""
+        assert self.transport is not None
+        self.exchange = exchange
+        self._is_head = is_head
+        self._in_head = True
+        self._received = 0
+        self._progress_mark = 0
+        self._trailers = []
+        self.deadline.arm(self.response_timeout_s)
+        self.transport.writelines(pieces)
+
+    def write(self, pieces: list[bytes]) -> None:
+        if self.transport is not None:
+            self.transport.writelines(pieces)
+
+    def pause_reading(self) -> None:
+        if not self._reading_paused and self.transport is not None and not self._closed:
+            self._reading_paused = True
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self._reading_paused and self.transport is not None and not self._closed:
+            self._reading_paused = False
+            self.transport.resume_reading()
+
+    def release(self, reusable: bool) -> None:
+        """The exchange is done with this connection: park it for reuse, or close it."""
+        self.exchange = None
+        self._body_from = -1
+        if self._reading_paused:
+            self.resume_reading()
+        transport = self.transport
+        backend = self.backend
+        if (
+            reusable
+            and not self._closed
+            and transport is not None
+            and not transport.is_closing()
+            and len(backend.idle) < self.max_idle
+        ):
+            self.reused = True
+            self.deadline.arm(self.idle_timeout_s)
+            backend.idle.append(self)
+        else:
+            self.close()
+
+    def is_usable(self) -> bool:
+        """Still open, so an idle connection taken from the pool can carry a request."""
+        return not self._closed and self.transport is not None and not self.transport.is_closing()
+
+    def close(self) -> None:
+        self.exchange = None
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()
+
+    def abort(self) -> None:
+        """Drop the connection at once: its response was cut off, it can never be reused."""
+        self.exchange = None
+        self._body_from = -1
+        if self.transport is not None:
+            self.transport.abort()
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _forward_body(self, stop: int) -> None:
+        """Forward this read's passthrough body bytes, up to offset `stop` of the read."""
+        start = self._body_from
+        self._body_from = -1
+        data = self._data
+        if self._body_left >= 0:
+            stop = min(stop, start + self._body_left, len(data))
+            self._body_left -= stop - start
+        else:
+            stop = len(data)
+        if stop > start:
+            exchange = self.exchange
+            assert exchange is not None
+            exchange.on_response_body(data[start:stop] if start or stop < len(data) else data)
+
+    def _complete(self, reusable: bool) -> None:
+        exchange = self.exchange
+        if exchange is not None:
+            exchange.on_response_complete(self, self._trailers, reusable)
+
+    def _fail(self, error: ProxyError) -> None:
+        exchange = self.exchange
+        self.abort()
+        if exchange is not None:
+            exchange.on_upstream_failed(self, error, self._received > 0)
+
+    def _on_deadline(self) -> None:
+        if self.exchange is None:
+            self.close()  # idle too long: the backend may be about to drop it anyway
+        elif self._received != self._progress_mark or self._reading_paused:
+            # bytes arrived since the last check (or the client is the slow one): the backend
+            # is alive. Checking here rather than re-arming per read keeps reads cheap, at the
+            # price of the timeout acting between one and two periods after the last byte.
+            self._progress_mark = self._received
+            self.deadline.arm(self.response_timeout_s)
+        else:
+            self._fail(UpstreamTimeout(f"no response from {self.backend.address} in time"))
+
+
+def _lost_detail(exc: Exception | None) -> str:
+    if exc is None:
+        return "backend closed the connection"
+    return f"connection lost: {exc}"
+
+
+def connect_error(exc: BaseException, backend: BackendState, timeout_s: float) -> ConnectFailed:
+    """The evenflow error for a failed connect, saying what happened and to whom."""
+    if isinstance(exc, asyncio.CancelledError | TimeoutError):
+        return ConnectTimeout(f"connect to {backend.address} timed out after {timeout_s:g}s")
+    if isinstance(exc, OSError):
+        return ConnectFailed(f"connect to {backend.address} failed: {exc.strerror or exc}")
+    return ConnectFailed(f"connect to {backend.address} failed: {exc}")

@@ -1,0 +1,1 @@
+"""The control plane: owns config, backends and health, and publishes snapshots."""
