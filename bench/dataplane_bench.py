@@ -5,7 +5,10 @@ a request goes in, the response comes back on a parked backend connection, repea
 measures is the interpreter work per request (the part evenflow can change); the kernel's share
 is the same for every proxy and is measured by bench/run.py with wrk.
 
-    .venv/bin/python bench/dataplane_bench.py [N]
+    .venv/bin/python bench/dataplane_bench.py [N] [--count]
+
+--count reports bytecodes and calls per request instead of time: deterministic, so it shows
+what a change did even on a noisy shared machine.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
+from typing import Any
 
 from evenflow.config.load import load_data
 from evenflow.proxy.http1.downstream import DownstreamConnection, HttpListenerContext
@@ -58,7 +62,36 @@ class FakeTransport:
     def write_eof(self) -> None: ...
 
 
-async def main(n: int) -> None:
+def _count_work(down: DownstreamConnection, up: UpstreamConnection, n: int) -> str:
+    """Bytecodes and calls per request: deterministic, unlike time on a shared machine."""
+    opcodes = 0
+    calls = 0
+
+    def tracer(frame: Any, event: str, arg: Any) -> Any:
+        nonlocal opcodes
+        frame.f_trace_opcodes = True
+        if event == "opcode":
+            opcodes += 1
+        return tracer
+
+    def profiler(frame: Any, event: str, arg: Any) -> None:
+        nonlocal calls
+        if event in ("call", "c_call"):
+            calls += 1
+
+    sys.settrace(tracer)
+    sys.setprofile(profiler)
+    try:
+        for _ in range(n):
+            down.data_received(REQUEST)
+            up.data_received(RESPONSE)
+    finally:
+        sys.settrace(None)
+        sys.setprofile(None)
+    return f"{opcodes / n:.0f} bytecodes and {calls / n:.0f} calls per proxied request"
+
+
+async def main(n: int, count_only: bool = False) -> None:
     config = load_data(
         {
             "listeners": [{"name": "web", "bind": "127.0.0.1:1", "pool": "web"}],
@@ -79,6 +112,9 @@ async def main(n: int) -> None:
     for _ in range(1000):  # warm up
         down.data_received(REQUEST)
         up.data_received(RESPONSE)
+    if count_only:
+        print(_count_work(down, up, 2000))
+        return
     # the machine is shared and noisy: many short rounds, the fastest is the intrinsic cost
     rounds = []
     for _ in range(20):
@@ -102,4 +138,5 @@ if __name__ == "__main__":
         uvloop.install()
     except ImportError:
         pass
-    asyncio.run(main(int(sys.argv[1]) if len(sys.argv) > 1 else 200_000))
+    args = [a for a in sys.argv[1:] if a != "--count"]
+    asyncio.run(main(int(args[0]) if args else 200_000, "--count" in sys.argv))

@@ -1,9 +1,10 @@
 """The protocol-neutral view of a request that routing, hashing and policies read.
 
-HTTP/1.1 builds it from httptools callbacks and HTTP/2 from a HEADERS frame, so a route never
+HTTP/1.1 builds it from llhttp callbacks and HTTP/2 from a HEADERS frame, so a route never
 knows which protocol carried the request. Header names are lowercase bytes, values raw bytes, in
-arrival order; query parameters and cookies are parsed lazily, on first use, because most routes
-never look at them.
+arrival order. The target and Host may be given as the raw bytes received: they are decoded, and
+the path, query, parameters and cookies parsed, only when something asks, because most routes
+look at little or nothing of a request.
 """
 
 from __future__ import annotations
@@ -11,16 +12,25 @@ from __future__ import annotations
 from urllib.parse import parse_qsl
 
 
+def normalize_host(raw: bytes | str) -> str:
+    """A Host header value as routes compare it: lowercase, without port."""
+    host = raw.decode("latin-1") if isinstance(raw, bytes) else raw
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host[: host.find("]") + 1]
+    return host.partition(":")[0]
+
+
 class RequestHead:
     __slots__ = (
         "method",
-        "target",
-        "path",
-        "query",
-        "host",
         "headers",
         "client_ip",
         "scheme",
+        "_target",
+        "_host",
+        "_path",
+        "_query",
         "_query_params",
         "_cookies",
     )
@@ -28,23 +38,52 @@ class RequestHead:
     def __init__(
         self,
         method: str,
-        target: str,
-        host: str,
+        target: str | bytes,
+        host: str | bytes,
         headers: list[tuple[bytes, bytes]],
         client_ip: str = "",
         scheme: str = "http",
     ) -> None:
         self.method = method  # "GET"
-        self.target = target  # the request target as sent: "/a/b?x=1"
-        path, _, query = target.partition("?")
-        self.path = path  # "/a/b", not percent-decoded (routes match what was sent)
-        self.query = query  # "x=1"
-        self.host = host  # lowercase, without port
         self.headers = headers  # [(b"x-canary", b"true"), ...], names lowercase
         self.client_ip = client_ip
         self.scheme = scheme
+        self._target = target
+        self._host = host if isinstance(host, bytes) else normalize_host(host)
+        self._path: str | None = None
+        self._query = ""
         self._query_params: dict[str, str] | None = None
         self._cookies: dict[str, str] | None = None
+
+    @property
+    def target(self) -> str:
+        """The request target as sent: "/a/b?x=1"."""
+        target = self._target
+        if isinstance(target, bytes):
+            target = self._target = target.decode("latin-1")
+        return target
+
+    @property
+    def host(self) -> str:
+        """From the Host header (or the absolute target): lowercase, without port."""
+        host = self._host
+        if isinstance(host, bytes):
+            host = self._host = normalize_host(host)
+        return host
+
+    @property
+    def path(self) -> str:
+        """ "/a/b": not percent-decoded, routes match what was sent."""
+        if self._path is None:
+            self._path, _, self._query = self.target.partition("?")
+        return self._path
+
+    @property
+    def query(self) -> str:
+        """ "x=1": the raw query string."""
+        if self._path is None:
+            self._path, _, self._query = self.target.partition("?")
+        return self._query
 
     def header(self, name: bytes) -> bytes | None:
         """The first value of header `name` (lowercase), or None."""

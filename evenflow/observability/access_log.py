@@ -94,8 +94,8 @@ class AccessLog:
                 route.name if route is not None else None,
                 ex.pool.name if ex.pool is not None else None,
                 ex.backend.address if ex.backend is not None else None,
-                len(ex.tried),
-                ex.failures,
+                ex.attempts,
+                ex.failures or [],
                 ex.request_id,
             )
         )

@@ -24,9 +24,9 @@ from evenflow.core.errors import (
     RequestTimeout,
 )
 from evenflow.core.request import RequestHead
-from evenflow.proxy.deadline import Deadline
 from evenflow.proxy.http1 import heads
 from evenflow.proxy.http1.exchange import Exchange
+from evenflow.proxy.watchdog import Watchdog, periods
 
 if TYPE_CHECKING:
     from evenflow.observability.access_log import AccessLog
@@ -107,7 +107,6 @@ _REQUEST_SPECIAL = frozenset(
         b"x-forwarded-proto",
         b"x-forwarded-host",
         b"x-request-id",
-        b"expect",
     )
 )
 _REBUILD_TRIGGERS = frozenset(
@@ -125,8 +124,7 @@ _REBUILD_TRIGGERS = frozenset(
 # what on_header noticed about the request being parsed
 _REBUILD = 1  # a hop-by-hop or forwarding header: the head is rebuilt, not forwarded as sent
 _CHUNKED = 2
-_EXPECT = 4
-_HOST_TWICE = 8
+_HOST_TWICE = 4
 
 _METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH")}
 _LINGER_S = 2.0  # after an error, how long unread client bytes are drained before closing
@@ -145,7 +143,11 @@ class DownstreamConnection(asyncio.Protocol):
         "pick_ctx",
         "forwarded_lines",
         "scheme_bytes",
-        "deadline",
+        "watchdog",
+        "_begun",
+        "_bytes_in",
+        "_last_check",
+        "_quiet_periods",
         "max_header_bytes",
         "max_body_bytes",
         "header_timeout_s",
@@ -159,7 +161,6 @@ class DownstreamConnection(asyncio.Protocol):
         "_discard",
         "_final_error",
         "_closed",
-        "_out",
         # the request being parsed
         "_data",
         "_boundary",
@@ -188,7 +189,11 @@ class DownstreamConnection(asyncio.Protocol):
         self.pick_ctx = PickContext()
         self.forwarded_lines = b""
         self.scheme_bytes = ctx.scheme.encode()
-        self.deadline = Deadline(self.loop, self._on_deadline)
+        self.watchdog: Watchdog | None = None  # made in connection_made, with the timeouts
+        self._begun = 0  # requests begun on this connection
+        self._bytes_in = 0  # bytes received on this connection
+        self._last_check: tuple[str, int] | None = None  # what the previous check saw
+        self._quiet_periods = 0  # watchdog periods that saw no progress
         self.closing = False  # no new request after the current one
         self.current: Exchange | None = None  # the exchange being answered
         self.queue: deque[Exchange] = deque()  # pipelined exchanges waiting their turn
@@ -197,9 +202,6 @@ class DownstreamConnection(asyncio.Protocol):
         self._discard = False  # input is ignored: the connection is being closed after an error
         self._final_error: ProxyError | None = None
         self._closed = False
-        # while a backend's read is being handled, output is gathered here and written with
-        # one writev at its end: a response head and body cost one syscall, not two
-        self._out: list[bytes] | None = None
         self._data = b""
         self._boundary = True
         self._in_message = False
@@ -209,7 +211,7 @@ class DownstreamConnection(asyncio.Protocol):
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
         self._host: bytes | None = None
-        self._special = 0  # _REBUILD | _CHUNKED | _EXPECT | _HOST_TWICE
+        self._special = 0  # _REBUILD | _CHUNKED | _HOST_TWICE
         self._content_length = 0
         self._request_id: bytes | None = None
         self._trailers: list[tuple[bytes, bytes]] | None = None
@@ -242,12 +244,18 @@ class DownstreamConnection(asyncio.Protocol):
             transport.write(heads.CANNED[503])
             self._close()
             return
-        self.deadline.arm(self.header_timeout_s)
+        self.watchdog = Watchdog(
+            self.loop,
+            min(self.header_timeout_s, self.idle_timeout_s, self.body_timeout_s),
+            self._check_timeouts,
+        )
+        self.watchdog.start()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
         self.ctx.connections.discard(self)
-        self.deadline.cancel()
+        if self.watchdog is not None:
+            self.watchdog.stop()
         for exchange in (self.current, *self.queue):
             if exchange is not None:
                 exchange.cancel()
@@ -269,6 +277,7 @@ class DownstreamConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._discard:
             return
+        self._bytes_in += len(data)
         if not self._in_message:
             self._boundary = True
         elif self._in_head:
@@ -310,7 +319,7 @@ class DownstreamConnection(asyncio.Protocol):
         self._content_length = 0
         self._request_id = None
         self._trailers = None
-        self.deadline.arm(self.header_timeout_s)
+        self._begun += 1
 
     def on_url(self, url: bytes) -> None:
         self._url += url
@@ -347,8 +356,6 @@ class DownstreamConnection(asyncio.Protocol):
                 raise BadRequest("invalid Content-Length") from None
         elif lname == b"x-request-id":
             self._request_id = value or None
-        elif lname == b"expect" and value.strip().lower() == b"100-continue":
-            self._special |= _EXPECT
 
     def on_headers_complete(self) -> None:
         self._in_head = False
@@ -373,28 +380,20 @@ class DownstreamConnection(asyncio.Protocol):
             self._check_head_size(raw_head, url)
         method_raw = parser.get_method()
         method = _METHODS.get(method_raw) or method_raw.decode("latin-1")
-        host = host_raw.decode("latin-1").lower()
-        host = host[: host.find("]") + 1] if host[:1] == "[" else host.partition(":")[0]
         chunked = bool(special & _CHUNKED)
         exchange = Exchange(
             self,
-            RequestHead(
-                method, url.decode("latin-1"), host, self._headers, self.client_ip, self.ctx.scheme
-            ),
+            RequestHead(method, url, host_raw, self._headers, self.client_ip, self.ctx.scheme),
             raw_head,
             host_raw,
             self._request_id or self.ctx.next_request_id(),
             http10,
             chunked,
-            bool(special & _EXPECT),
             parser.should_keep_alive(),
         )
         self._receiving = exchange
         if chunked:
             self._trailers = []
-            self.deadline.arm(self.body_timeout_s)
-        elif self._content_length:
-            self.deadline.arm(self.body_timeout_s)
         limit = self.max_body_bytes
         if self.current is None:
             self.current = exchange
@@ -434,8 +433,6 @@ class DownstreamConnection(asyncio.Protocol):
     def on_body(self, body: bytes) -> None:
         exchange = self._receiving
         if exchange is not None:
-            if self._paused == 0:
-                self.deadline.arm(self.body_timeout_s)
             exchange.on_request_body(body)
 
     def on_message_complete(self) -> None:
@@ -452,29 +449,14 @@ class DownstreamConnection(asyncio.Protocol):
     # -- driven by exchanges -----------------------------------------------------------------
 
     def write(self, data: bytes) -> None:
-        out = self._out
-        if out is not None:
-            out.append(data)
-        elif self.transport is not None and not self._closed:
-            self.transport.write(data)
+        transport = self.transport
+        if transport is not None and not self._closed:
+            transport.write(data)
 
     def writelines(self, pieces: list[bytes]) -> None:
-        out = self._out
-        if out is not None:
-            out.extend(pieces)
-        elif self.transport is not None and not self._closed:
-            self.transport.writelines(pieces)
-
-    def cork(self) -> None:
-        """Gather output until `uncork` (see `_out`)."""
-        if self._out is None:
-            self._out = []
-
-    def uncork(self) -> None:
-        out = self._out
-        self._out = None
-        if out and self.transport is not None and not self.transport.is_closing():
-            self.transport.writelines(out)
+        transport = self.transport
+        if transport is not None and not self._closed:
+            transport.writelines(pieces)
 
     def answer_error(self, exchange: Exchange, error: ProxyError) -> None:
         """Answer `exchange` with a canned response for `error`, in its turn."""
@@ -487,7 +469,7 @@ class DownstreamConnection(asyncio.Protocol):
             self.write(
                 heads.CANNED_KEEP_ALIVE.get(error.status) or heads.canned_response(error.status)
             )
-        exchange.failures.append(error.detail)
+        exchange.add_failure(error.detail)
         self.on_exchange_done(exchange)
 
     def abort_after(self, exchange: Exchange, error: ProxyError) -> None:
@@ -521,9 +503,6 @@ class DownstreamConnection(asyncio.Protocol):
             return
         if self.closing:
             self._close()
-            return
-        if not self._in_message:
-            self.deadline.arm(self.idle_timeout_s)
 
     def pause_reading_for_body(self) -> None:
         self._pause(_PAUSE_HOLD)
@@ -595,7 +574,6 @@ class DownstreamConnection(asyncio.Protocol):
     def _pause(self, reason: int) -> None:
         if self._paused == 0 and self.transport is not None and not self._closed:
             self.transport.pause_reading()
-            self.deadline.disarm() if self._in_message and not self._in_head else None
         self._paused |= reason
 
     def _resume(self, reason: int) -> None:
@@ -604,22 +582,47 @@ class DownstreamConnection(asyncio.Protocol):
         self._paused &= ~reason
         if self._paused == 0 and self.transport is not None and not self._closed:
             self.transport.resume_reading()
-            if self._in_message and not self._in_head:
-                self.deadline.arm(self.body_timeout_s)
 
-    def _on_deadline(self) -> None:
-        if self._in_message and self._in_head:
-            self._on_bad_input(RequestTimeout("request head not received in time"))
+    def _check_timeouts(self) -> bool:
+        """The watchdog's check (see proxy/watchdog.py). Returns False once closed."""
+        if self._closed or self._discard:
+            return False
+        if self._in_head or (self._begun == 0 and not self._in_message):
+            # a head is counted from its first byte (or the connection's start); bytes that
+            # trickle in do not reset it: that is the slowloris attack
+            seen = ("head", self._begun)
+            limit = self.header_timeout_s
         elif self._in_message:
-            self._on_bad_input(RequestTimeout("request body stalled"))
+            seen = ("body", self._bytes_in)
+            limit = self.body_timeout_s
+            if self._paused:
+                seen = ("paused", self._bytes_in)  # evenflow is the one not reading
         elif self.current is None:
-            self._close()  # idle keep-alive connection: close quietly
+            seen = ("idle", self._begun)
+            limit = self.idle_timeout_s
+        else:
+            seen = ("answering", self._begun)  # the backend side owns this wait
+            limit = 0.0
+        if seen != self._last_check or not limit:
+            self._last_check = seen
+            self._quiet_periods = 0
+            return True
+        self._quiet_periods += 1
+        if self._quiet_periods < periods(limit, self.watchdog.period_s if self.watchdog else 1):
+            return True
+        if seen[0] == "idle" or (seen[0] == "head" and self._bytes_in == 0):
+            self._close()  # an idle keep-alive connection, or one that never sent a byte
+        elif seen[0] == "head":
+            self._on_bad_input(RequestTimeout("request head not received in time"))
+        else:
+            self._on_bad_input(RequestTimeout("request body stalled"))
+        return False
 
     def _close(self) -> None:
         """Close after what was written is flushed; drain unread input briefly (no RST)."""
         self._discard = True
-        self.deadline.cancel()
-        self.uncork()
+        if self.watchdog is not None:
+            self.watchdog.stop()
         transport = self.transport
         if transport is None or transport.is_closing():
             return

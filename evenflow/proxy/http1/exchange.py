@@ -22,7 +22,9 @@ from evenflow.core.backend import BackendState
 from evenflow.core.errors import BodyTooLarge, NoBackend, NoRoute, ProxyError
 from evenflow.core.request import RequestHead
 from evenflow.proxy.http1 import heads
+from evenflow.proxy.http1.framing import BODY_CHUNKED, BODY_NONE, BODY_RAW
 from evenflow.proxy.http1.response_head import (
+    BACKEND_CLOSES,
     CHUNKED,
     CONNECTION_NAMES_OTHERS,
     HAS_LENGTH,
@@ -46,10 +48,6 @@ HOLD_LIMIT_BYTES = 256 * 1024
 # Body bytes kept after sending, so an idempotent request can be replayed on another backend.
 REPLAY_LIMIT_BYTES = 64 * 1024
 
-# response framing towards the client
-BODY_NONE = 0
-BODY_RAW = 1  # forwarded as received (Content-Length, or until close to an HTTP/1.0 client)
-BODY_CHUNKED = 2  # re-framed as chunks
 
 _BODILESS_STATUS = frozenset((204, 304))
 
@@ -63,18 +61,18 @@ class Exchange:
         "request_id",
         "http10",
         "chunked_request",
-        "expect_continue",
         "keep_alive",
+        "plain",
         "route",
         "pool",
         "backend",
         "upstream",
+        "attempts",
         "tried",
         "failures",
         "held",
         "held_bytes",
         "replayable",
-        "head_sent",
         "request_done",
         "response_started",
         "response_done",
@@ -96,7 +94,6 @@ class Exchange:
         request_id: bytes,
         http10: bool,
         chunked_request: bool,
-        expect_continue: bool,
         keep_alive: bool,
     ) -> None:
         self.down = down
@@ -108,19 +105,21 @@ class Exchange:
         self.request_id = request_id
         self.http10 = http10
         self.chunked_request = chunked_request
-        self.expect_continue = expect_continue
         self.keep_alive = keep_alive  # the client wants the connection kept open
+        # nothing about this request can change its response's head or framing: a response
+        # with a Content-Length may then be forwarded exactly as received (set by start)
+        self.plain = False
         self.route: CompiledRoute | None = None
         self.pool: PoolRuntime | None = None
         self.backend: BackendState | None = None
         self.upstream: UpstreamConnection | None = None
-        self.tried: list[BackendState] = []
-        self.failures: list[str] = []  # "backend: reason" for each failed attempt
+        self.attempts = 0
+        self.tried: list[BackendState] | None = None  # every backend tried, once one failed
+        self.failures: list[str] | None = None  # "backend: reason" for each failed attempt
         # request body in upstream framing: waiting for a connection, or kept for a replay
-        self.held: list[bytes] = []
+        self.held: list[bytes] | None = None
         self.held_bytes = 0
         self.replayable = True  # `held` still has every body byte sent so far
-        self.head_sent = False
         self.request_done = False  # the client finished sending the request
         self.response_started = False  # the client has seen (part of) the response
         self.response_done = False
@@ -139,14 +138,32 @@ class Exchange:
         down = self.down
         snapshot = down.source.snapshot
         listener = snapshot.listeners.get(down.listener_name)
-        route = listener.routes.match(self.req) if listener is not None else None
+        req = self.req
+        route = listener.routes.match(req) if listener is not None else None
         if route is None:
-            req = self.req
             self.fail(NoRoute(f"no route for {req.method} {req.host}{req.path}"))
             return
         self.route = route
-        self.pool = snapshot.pools[route.pick_pool()]
-        self._attempt()
+        pool = self.pool = snapshot.pools[route.pick_pool()]
+        self.plain = (
+            self.keep_alive
+            and not self.http10
+            and req.method != "HEAD"
+            and route.response_rewrite is None
+        )
+        # the first attempt, inlined for the common case: a parked connection to the pick
+        backend = pool.balancer.pick(down.pick_ctx)
+        if backend is not None and backend.idle:
+            conn: UpstreamConnection = backend.idle.pop()
+            if conn.is_usable():
+                self.backend = backend
+                self.attempts = 1
+                backend.in_flight += 1
+                backend.requests_total += 1
+                self._send_on(conn)
+                return
+            backend.idle.append(conn)  # _attempt looks again and drops the dead ones
+        self._attempt(backend)
 
     def on_request_body(self, data: bytes) -> None:
         self.bytes_in += len(data)
@@ -166,32 +183,38 @@ class Exchange:
 
     def _forward_body(self, pieces: list[bytes], size: int) -> None:
         upstream = self.upstream
-        if upstream is not None and self.head_sent:
+        if upstream is not None:
             upstream.write(pieces)
             if self.replayable:
-                self.held.extend(pieces)
-                self.held_bytes += size
+                self._hold(pieces, size)
                 if self.held_bytes > REPLAY_LIMIT_BYTES:
                     self.replayable = False
-                    self.held = []
+                    self.held = None
             return
-        self.held.extend(pieces)
-        self.held_bytes += size
+        self._hold(pieces, size)
         if self.held_bytes > HOLD_LIMIT_BYTES:
             self.down.pause_reading_for_body()
 
+    def _hold(self, pieces: list[bytes], size: int) -> None:
+        if self.held is None:
+            self.held = []
+        self.held.extend(pieces)
+        self.held_bytes += size
+
     # -- attempts ----------------------------------------------------------------------------
 
-    def _attempt(self) -> None:
+    def _attempt(self, picked: BackendState | None = None) -> None:
         pool = self.pool
         assert pool is not None
         tried = self.tried
-        backend = pool.balancer.pick(self.down.pick_ctx, tried)
+        backend = picked or pool.balancer.pick(self.down.pick_ctx, tried or ())
         if backend is None:
             self.fail(NoBackend(f"pool {pool.name} has no usable backend"))
             return
         self.backend = backend
-        tried.append(backend)
+        self.attempts += 1
+        if tried is not None:
+            tried.append(backend)
         backend.in_flight += 1
         backend.requests_total += 1
         idle = backend.idle
@@ -238,10 +261,10 @@ class Exchange:
 
     def _send_on(self, conn: UpstreamConnection) -> None:
         self.upstream = conn
-        self.head_sent = True
         raw = self.raw_head
         down = self.down
-        if raw is not None and self.route is not None and self.route.request_rewrite is None:
+        route = self.route
+        if raw is not None and route is not None and route.request_rewrite is None:
             head = b"".join(
                 (
                     raw[:-2],
@@ -260,7 +283,7 @@ class Exchange:
             conn.send(self, [head, *held], self.req.method == "HEAD")
             if self.held_bytes > REPLAY_LIMIT_BYTES:
                 self.replayable = False
-                self.held = []
+                self.held = None
             down.resume_reading_for_body()
         else:
             conn.send(self, [head], self.req.method == "HEAD")
@@ -269,11 +292,12 @@ class Exchange:
         backend = self.backend
         pool = self.pool
         assert backend is not None and pool is not None
-        self.failures.append(f"{backend.address}: {error.detail}")
+        self.add_failure(f"{backend.address}: {error.detail}")
         self.upstream = None
-        self.head_sent = False
+        if self.tried is None:
+            self.tried = [backend]
         may_retry = (
-            len(self.tried) < pool.attempts
+            self.attempts < pool.attempts
             and not self.response_started
             and (error.retry_safe or (self.replayable and self._idempotent()))
             and not (sent and not self.replayable)
@@ -282,6 +306,12 @@ class Exchange:
             self._attempt()
         else:
             self.fail(error)
+
+    def add_failure(self, text: str) -> None:
+        """Note why an attempt failed (the access log shows every one)."""
+        if self.failures is None:
+            self.failures = []
+        self.failures.append(text)
 
     def _idempotent(self) -> bool:
         return self.req.method in heads.IDEMPOTENT_METHODS
@@ -292,11 +322,23 @@ class Exchange:
         if not self.http10 and not self.response_started:
             self.down.write(strip_hop_by_hop(raw))
 
-    def on_response_head(self, status: int, raw: bytes, flags: int) -> bool:
-        """Send the response head on; True when the body may pass through unchanged."""
+    def on_response_head(self, status: int, raw: bytes, flags: int) -> bytes:
+        """The head to send the client (`raw` itself when unchanged); sets `body_mode`."""
         self.status = status
         self.response_started = True
         down = self.down
+        if (
+            self.plain
+            and flags & HAS_LENGTH
+            and not flags & ~_FORWARDED_AS_IS
+            and status != 204
+            and status != 304
+            and self.request_done
+            and not self.close_after
+            and not down.closing
+        ):
+            self.body_mode = BODY_RAW  # the common response: nothing to change
+            return raw
         close = self.close_after = (
             self.close_after or down.closing or not self.request_done or not self.keep_alive
         )
@@ -336,8 +378,7 @@ class Exchange:
             raw = raw[:-2] + b"connection: keep-alive\r\n\r\n"
         elif flags & _ADD_CHUNKED:
             raw = raw[:-2] + b"transfer-encoding: chunked\r\n\r\n"
-        down.write(raw)
-        return self.body_mode == BODY_RAW
+        return raw
 
     def on_response_body(self, data: bytes) -> None:
         self.bytes_out += len(data)
@@ -372,7 +413,7 @@ class Exchange:
             backend.failures_total += 1
         if self.response_started:
             # the client has part of the response: the only honest signal left is to cut it
-            self.failures.append(f"{backend.address if backend else '?'}: {error.detail}")
+            self.add_failure(f"{backend.address if backend else '?'}: {error.detail}")
             self.upstream = None
             self.response_done = True
             self.down.abort_after(self, error)
@@ -477,6 +518,10 @@ class Exchange:
         reason = line.split(b" ", 2)[2] if line.count(b" ") >= 2 else b""
         return heads.status_line(status, reason) + heads.serialize_headers(kept) + b"\r\n"
 
+
+# response heads with only these flags (a Content-Length, "Connection: keep-alive") need no
+# change for a plain request; HAS_LENGTH must be among them (see on_response_head)
+_FORWARDED_AS_IS = HAS_LENGTH | KEEP_ALIVE_ONLY | BACKEND_CLOSES
 
 # on_response_head: the response had no framing and is re-framed as chunks
 _ADD_CHUNKED = 1 << 16

@@ -25,14 +25,35 @@ _HOP_LINE = re.compile(
 )
 
 
+_COMMON_FIELDS = frozenset((b"content-length", b"connection"))
+
+
 def analyze(raw: bytes) -> tuple[int, int]:
     """(flags, content length or -1) of a response head, status line to blank line."""
+    found = _SPECIAL_FIELD.findall(raw.lower())
+    fields = dict(found)
+    # the common head: at most a Content-Length and "Connection: keep-alive", once each
+    if len(fields) == len(found) and fields.keys() <= _COMMON_FIELDS:
+        connection = fields.get(b"connection")
+        flags = 0
+        if connection is not None:
+            if connection.rstrip() != b"keep-alive":
+                return _analyze_fields(found)
+            flags = KEEP_ALIVE_ONLY
+        length = fields.get(b"content-length")
+        if length is None:
+            return flags, -1
+        return flags | HAS_LENGTH, int(length)  # llhttp checked it: digits and trailing space
+    return _analyze_fields(found)
+
+
+def _analyze_fields(found: list[tuple[bytes, bytes]]) -> tuple[int, int]:
     flags = 0
     length = -1
-    for name, value in _SPECIAL_FIELD.findall(raw.lower()):
+    for name, value in found:
         if name == b"content-length":
             flags |= HAS_LENGTH
-            length = int(value.rstrip(b" \t"))  # llhttp validated it: digits only
+            length = int(value)
         elif name == b"transfer-encoding":
             # RFC 9112 §6.3: chunked only when it is the final coding; otherwise until close
             if value.rsplit(b",", 1)[-1].strip() == b"chunked":

@@ -28,17 +28,17 @@ from evenflow.core.errors import (
     UpstreamReset,
     UpstreamTimeout,
 )
-from evenflow.proxy.deadline import Deadline
+from evenflow.proxy.http1.framing import BODY_RAW
 from evenflow.proxy.http1.response_head import BACKEND_CLOSES, CHUNKED, HAS_LENGTH, analyze
+from evenflow.proxy.watchdog import Watchdog, periods
 
 if TYPE_CHECKING:
     from evenflow.proxy.http1.exchange import Exchange
 
 log = logging.getLogger(__name__)
 
-# how the body of the current response travels
-_PASSTHROUGH = 0  # raw from the socket reads, `_body_left` bytes to go
-_PARSED = 1  # through on_body (re-framed or de-chunked by the exchange)
+# _body_from when a passthrough body continues in the next read
+_BODY_NEXT_READ = -2
 
 
 class _HeadResponseEnd(Exception):
@@ -60,9 +60,9 @@ class _BodyCallbacks:
     __slots__ = ("on_header", "on_headers_complete", "on_body", "on_message_complete")
 
     def __init__(self, conn: UpstreamConnection) -> None:
-        self.on_header = conn.on_trailer
+        self.on_header = conn.trailer_event
         self.on_headers_complete = conn.on_headers_complete
-        self.on_body = conn.on_body
+        self.on_body = conn.body_event
         self.on_message_complete = conn.on_message_complete
 
 
@@ -77,14 +77,15 @@ class UpstreamConnection(asyncio.Protocol):
         "response_timeout_s",
         "max_idle",
         "reused",
-        "deadline",
+        "watchdog",
         "_fast_parser",
         "_data",
         "_pending",
         "_head_from",
         "_in_head",
         "_flags",
-        "_mode",
+        "_head_out",
+        "_whole",
         "_body_from",
         "_body_left",
         "_trailers",
@@ -92,7 +93,9 @@ class UpstreamConnection(asyncio.Protocol):
         "_is_head",
         "_interim",
         "_received",
-        "_progress_mark",
+        "_uses",
+        "_last_check",
+        "_quiet_periods",
         "_closed",
         "_reading_paused",
     )
@@ -115,21 +118,27 @@ class UpstreamConnection(asyncio.Protocol):
         self.idle_timeout_s = idle_timeout_s
         self.max_idle = max_idle
         self.reused = False  # carried an earlier exchange: a failure may be a stale keep-alive
-        self.deadline = Deadline(loop, self._on_deadline)
+        self.watchdog = Watchdog(
+            loop, min(response_timeout_s, idle_timeout_s), self._check_timeouts
+        )
         self._data = b""  # the read being parsed
         self._pending = b""  # bytes since the current response head began, until it is complete
         self._head_from = 0  # where in _pending the head begins (after any interim response)
         self._in_head = False
         self._flags = 0
-        self._mode = _PASSTHROUGH
-        self._body_from = -1  # passthrough: where in _data this read's body bytes begin; -1: none
+        self._head_out: bytes | None = None  # passthrough: the head, until it leaves with body
+        self._whole = False  # passthrough: the head is unchanged and began this read
+        # passthrough: where in _data this read's body bytes begin; -1: none, or not passthrough
+        self._body_from = -1
         self._body_left = 0  # passthrough: body bytes still to come (-1: until close)
         self._trailers: list[tuple[bytes, bytes]] = []
         self._replaying = False  # the body-aware parser is re-reading a head already handled
         self._is_head = False
         self._interim = False
         self._received = 0  # response bytes seen for the current exchange
-        self._progress_mark = 0  # _received when the deadline was last checked
+        self._uses = 0  # exchanges carried: moves on every send
+        self._last_check = (0, 0)  # (_uses, _received) at the previous watchdog check
+        self._quiet_periods = 0  # watchdog periods without progress
         self._closed = False
         self._reading_paused = False
 
@@ -139,13 +148,14 @@ class UpstreamConnection(asyncio.Protocol):
         # uvloop's transports implement asyncio.Transport without subclassing it
         self.transport = cast(asyncio.Transport, transport)
         self.backend.active_connections += 1
+        self.watchdog.start()
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._closed:
             return
         self._closed = True
         self.backend.active_connections -= 1
-        self.deadline.cancel()
+        self.watchdog.stop()
         exchange = self.exchange
         if exchange is None:
             with contextlib.suppress(ValueError):
@@ -154,6 +164,8 @@ class UpstreamConnection(asyncio.Protocol):
         self.exchange = None
         if not self._in_head and not self._flags & (CHUNKED | HAS_LENGTH) and not self._is_head:
             # RFC 9112 §6.3 rule 8: a response without framing ends when the connection does
+            if self._head_out is not None:
+                exchange.down.write(self._head_out)
             exchange.on_response_complete(self, [], reusable=False)
             return
         exchange.on_upstream_failed(self, UpstreamReset(_lost_detail(exc)), self._received > 0)
@@ -179,16 +191,11 @@ class UpstreamConnection(asyncio.Protocol):
         self._data = data
         if self._in_head:
             self._pending = self._pending + data if self._pending else data
-        elif self._mode == _PASSTHROUGH:
+        elif self._body_from == _BODY_NEXT_READ:
             self._body_from = 0
-        down = exchange.down
-        down.cork()  # the head, body and anything that follows leave in one write
-        try:
-            self._feed(data)
-            if self._body_from >= 0 and self.exchange is not None:
-                self._forward_body(len(data))  # the read ended mid-body
-        finally:
-            down.uncork()
+        self._feed(data)
+        if self._body_from >= 0:
+            self._forward_body()  # this read ended inside a passthrough body
 
     def _feed(self, data: bytes) -> None:
         try:
@@ -241,25 +248,29 @@ class UpstreamConnection(asyncio.Protocol):
         if not parser.should_keep_alive():
             flags |= BACKEND_CLOSES
         self._flags = flags
-        passthrough = exchange.on_response_head(status, raw, flags)
+        head = exchange.on_response_head(status, raw, flags)
         if self._is_head:
+            exchange.down.write(head)
             raise _HeadResponseEnd(len(pending) > end)  # True: bytes followed the head
-        if passthrough and (flags & HAS_LENGTH or not flags & CHUNKED):
-            self._mode = _PASSTHROUGH
+        if exchange.body_mode == BODY_RAW:
+            # passthrough: head and body leave together, from this read or the next ones
+            self._head_out = head
+            self._whole = head is raw and head_from == 0 and len(pending) == len(self._data)
             self._body_left = length  # -1 without a length: until the backend closes
             self._body_from = end - (len(pending) - len(self._data))
         else:
-            self._mode = _PARSED
+            exchange.down.write(head)
             self._body_from = -1
             if parser is self._fast_parser:
                 raise _NeedBodyEvents(pending[head_from:])
 
-    def on_body(self, body: bytes) -> None:
+    # body_event and trailer_event are not named on_*: the fast parser must not call them
+    def body_event(self, body: bytes) -> None:
         exchange = self.exchange
         if exchange is not None:
             exchange.on_response_body(body)
 
-    def on_trailer(self, name: bytes, value: bytes) -> None:
+    def trailer_event(self, name: bytes, value: bytes) -> None:
         if not self._replaying:
             self._trailers.append((name.lower(), value))
 
@@ -267,10 +278,23 @@ class UpstreamConnection(asyncio.Protocol):
         if self._interim:
             self._interim = False
             return
-        if self._body_from >= 0:
-            self._forward_body(self._body_from + self._body_left)
+        start = self._body_from
+        if start >= 0:
+            data = self._data
+            if self._whole and start + self._body_left == len(data):
+                # the common case: the whole response in one read, to go out unchanged
+                self._body_from = -1
+                self._head_out = None
+                exchange = self.exchange
+                assert exchange is not None
+                exchange.bytes_out += self._body_left
+                exchange.down.write(data)
+            else:
+                self._forward_body(end_of_message=True)
         self.parser = self._fast_parser
-        self._complete(reusable=not self._flags & BACKEND_CLOSES)
+        exchange = self.exchange
+        if exchange is not None:
+            exchange.on_response_complete(self, self._trailers, not self._flags & BACKEND_CLOSES)
 
     # -- driven by the exchange --------------------------------------------------------------
 
@@ -281,9 +305,8 @@ class UpstreamConnection(asyncio.Protocol):
         self._is_head = is_head
         self._in_head = True
         self._received = 0
-        self._progress_mark = 0
+        self._uses += 1
         self._trailers = []
-        self.deadline.arm(self.response_timeout_s)
         self.transport.writelines(pieces)
 
     def write(self, pieces: list[bytes]) -> None:
@@ -304,6 +327,7 @@ class UpstreamConnection(asyncio.Protocol):
         """The exchange is done with this connection: park it for reuse, or close it."""
         self.exchange = None
         self._body_from = -1
+        self._head_out = None
         if self._reading_paused:
             self.resume_reading()
         transport = self.transport
@@ -316,7 +340,6 @@ class UpstreamConnection(asyncio.Protocol):
             and len(backend.idle) < self.max_idle
         ):
             self.reused = True
-            self.deadline.arm(self.idle_timeout_s)
             backend.idle.append(self)
         else:
             self.close()
@@ -339,20 +362,30 @@ class UpstreamConnection(asyncio.Protocol):
 
     # -- internals ---------------------------------------------------------------------------
 
-    def _forward_body(self, stop: int) -> None:
-        """Forward this read's passthrough body bytes, up to offset `stop` of the read."""
-        start = self._body_from
-        self._body_from = -1
+    def _forward_body(self, end_of_message: bool = False) -> None:
+        """Send this read's passthrough body bytes, with the head if it has not left yet."""
         data = self._data
-        if self._body_left >= 0:
-            stop = min(stop, start + self._body_left, len(data))
-            self._body_left -= stop - start
-        else:
+        start = self._body_from
+        left = self._body_left
+        if left < 0:  # until close: everything is body
             stop = len(data)
-        if stop > start:
-            exchange = self.exchange
-            assert exchange is not None
-            exchange.on_response_body(data[start:stop] if start or stop < len(data) else data)
+        else:
+            stop = start + left if end_of_message else min(start + left, len(data))
+            self._body_left = left - (stop - start)
+        self._body_from = -1 if end_of_message else _BODY_NEXT_READ
+        exchange = self.exchange
+        assert exchange is not None
+        exchange.bytes_out += stop - start
+        head = self._head_out
+        if head is None:
+            if stop > start:
+                exchange.down.write(data[start:stop] if start or stop != len(data) else data)
+            return
+        self._head_out = None
+        if self._whole and stop == len(data):
+            exchange.down.write(data)  # the response exactly as received: one write, no copy
+        else:
+            exchange.down.writelines([head, data[start:stop]])
 
     def _complete(self, reusable: bool) -> None:
         exchange = self.exchange
@@ -365,17 +398,26 @@ class UpstreamConnection(asyncio.Protocol):
         if exchange is not None:
             exchange.on_upstream_failed(self, error, self._received > 0)
 
-    def _on_deadline(self) -> None:
+    def _check_timeouts(self) -> bool:
+        """The watchdog's check: idle too long, or a backend silent too long. False: stop."""
+        if self._closed:
+            return False
+        mark = (self._uses, self._received)
+        if mark != self._last_check or self._reading_paused:
+            # progress (or the client is the slow one, holding us back): start counting again
+            self._last_check = mark
+            self._quiet_periods = 0
+            return True
+        self._quiet_periods += 1
+        period = self.watchdog.period_s
         if self.exchange is None:
-            self.close()  # idle too long: the backend may be about to drop it anyway
-        elif self._received != self._progress_mark or self._reading_paused:
-            # bytes arrived since the last check (or the client is the slow one): the backend
-            # is alive. Checking here rather than re-arming per read keeps reads cheap, at the
-            # price of the timeout acting between one and two periods after the last byte.
-            self._progress_mark = self._received
-            self.deadline.arm(self.response_timeout_s)
-        else:
+            if self._quiet_periods >= periods(self.idle_timeout_s, period):
+                self.close()  # idle too long: the backend may be about to drop it anyway
+                return False
+        elif self._quiet_periods >= periods(self.response_timeout_s, period):
             self._fail(UpstreamTimeout(f"no response from {self.backend.address} in time"))
+            return False
+        return True
 
 
 def _lost_detail(exc: Exception | None) -> str:
