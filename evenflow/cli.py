@@ -82,7 +82,8 @@ def _check(path: str) -> int:
     except ConfigError as exc:
         for line in exc.lines():
             print(line, file=sys.stderr)
-        print(f"{path}: {len(exc.problems)} problem(s)", file=sys.stderr)
+        if len(exc.problems) > 1:
+            print(f"{path}: {len(exc.problems)} problems", file=sys.stderr)
         return 2
     for where, message in loaded.warnings:
         print(f"{path}: warning: {where}: {message}", file=sys.stderr)
@@ -116,6 +117,7 @@ def _run(path: str, log_level: str) -> int:
 
 
 def _demo(host: str, port: int, log_level: str) -> int:
+    from evenflow.config.load import ConfigError
     from evenflow.demo.run import run_demo
     from evenflow.server import StartupError, install_event_loop
 
@@ -123,6 +125,9 @@ def _demo(host: str, port: int, log_level: str) -> int:
     install_event_loop()
     try:
         asyncio.run(run_demo(host, port))
+    except ConfigError as exc:  # --host or --port the demo's config refuses
+        print(f"evenflow demo: {exc.problems[0][1]}", file=sys.stderr)
+        return 2
     except StartupError as exc:
         print(f"evenflow: {exc}", file=sys.stderr)
         return 1

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,34 @@ from evenflow.config.checks import semantic_problems
 from evenflow.config.model import Config
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_BOUNDS = {  # pydantic's error type -> (operator, key of the bound in the error's ctx)
+    "greater_than_equal": (">=", "ge"),
+    "less_than_equal": ("<=", "le"),
+    "greater_than": (">", "gt"),
+    "less_than": ("<", "lt"),
+}
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice in one mapping: PyYAML would keep the last one
+    silently, and a second `web:` pool must not quietly replace the first."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Hashable, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # `<<: *defaults` may be overridden by the keys written beside it
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                is_dup = key in seen
+            except TypeError:  # unhashable: SafeLoader itself reports it below
+                continue
+            if is_dup:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep)
 
 
 class ConfigError(Exception):
@@ -60,7 +88,7 @@ def load_text(
     text: str, source: str = "<config>", environ: Mapping[str, str] | None = None
 ) -> Loaded:
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_Loader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -133,6 +161,10 @@ def _message(error: Any) -> str:
         return "unknown key (check the spelling; see `evenflow schema`)"
     if error["type"] == "missing":
         return "required"
+    if error["type"] in _BOUNDS:
+        # CONFIG.md's form: "pools.web.backends[1].weight: must be >= 0"
+        operator, key = _BOUNDS[error["type"]]
+        return f"must be {operator} {error['ctx'][key]}"
     message = str(error["msg"])
     for prefix in ("Value error, ", "Assertion failed, "):
         if message.startswith(prefix):

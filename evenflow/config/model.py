@@ -11,7 +11,17 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    GetJsonSchemaHandler,
+    field_validator,
+    model_validator,
+)
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 
 from evenflow.config.units import Duration, Size
 from evenflow.core.address import split_host_port
@@ -34,6 +44,19 @@ Algorithm = Literal[
 
 class Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Shorthand:
+    """Annotated metadata: the JSON Schema also accepts the short form a BeforeValidator expands,
+    so that an editor using `evenflow schema` does not flag `- 10.0.0.1:8000` as an error."""
+
+    def __init__(self, schema: dict[str, Any]) -> None:
+        self.schema = schema
+
+    def __get_pydantic_json_schema__(
+        self, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        return {"anyOf": [self.schema, handler(core_schema)]}
 
 
 def _check_address(value: str) -> str:
@@ -177,16 +200,35 @@ def _value_match(value: Any) -> Any:
         return {"exact": value}
     if isinstance(value, bool):
         return {"present": value}
+    if not isinstance(value, dict | ValueMatch):
+        raise ValueError(
+            f"{value!r}: write the value as a quoted string, or as {{exact|regex|present: ...}}"
+        )
     return value
 
 
-MatchValue = Annotated[ValueMatch, BeforeValidator(_value_match)]
+MatchValue = Annotated[
+    ValueMatch,
+    BeforeValidator(_value_match),
+    Shorthand({"type": ["string", "boolean"], "description": "string: exact; bool: present"}),
+]
+
+
+def _check_host_pattern(pattern: str) -> str:
+    # The same rule routing/matchers.py compiles by: refused here so `check` catches it.
+    host = pattern.lower().rstrip(".")
+    rest = host[2:] if host.startswith("*.") else host
+    if not rest or "*" in rest:
+        raise ValueError(
+            f"host {pattern!r}: a wildcard may only be a whole first label, as '*.example.com'"
+        )
+    return pattern
 
 
 class Match(Model):
     """Conditions a request must meet, all of them, for the route to apply."""
 
-    host: list[str] | None = Field(
+    host: Annotated[list[str], Shorthand({"type": "string"})] | None = Field(
         None,
         description="Host names (from the Host header, without port, case-insensitive): exact, "
         "or a leading wildcard '*.example.com' matching any subdomain (not example.com itself).",
@@ -213,6 +255,13 @@ class Match(Model):
     @classmethod
     def _host_list(cls, value: Any) -> Any:
         return [value] if isinstance(value, str) else value
+
+    @field_validator("host")
+    @classmethod
+    def _host_patterns(cls, value: list[str] | None) -> list[str] | None:
+        for pattern in value or ():
+            _check_host_pattern(pattern)
+        return value
 
     @field_validator("headers")
     @classmethod
@@ -304,8 +353,13 @@ class HttpListener(Model):
     name: str = Field(description="Listener name, unique; shown in logs and metrics.")
     bind: Address = Field(description="Address to listen on.")
     protocol: Literal["http"] = Field("http", description="http: HTTP/1.1 request by request.")
-    timeouts: ListenerTimeouts = Field(default_factory=ListenerTimeouts)
-    limits: ListenerLimits = Field(default_factory=ListenerLimits)
+    timeouts: ListenerTimeouts = Field(
+        default_factory=ListenerTimeouts, description="Client-side timeouts (header, idle, body)."
+    )
+    limits: ListenerLimits = Field(
+        default_factory=ListenerLimits,
+        description="Bounds on client connections, request heads and request bodies.",
+    )
     routes: list[Route] = Field(
         default_factory=list, description="Routes in order; the first that matches wins."
     )
@@ -335,10 +389,18 @@ class BackendConfig(Model):
 
 def _backend_shorthand(value: Any) -> Any:
     # "10.0.0.1:8000" is short for {address: 10.0.0.1:8000, weight: 1}
-    return {"address": value} if isinstance(value, str) else value
+    if isinstance(value, str):
+        return {"address": value}
+    if not isinstance(value, dict | BackendConfig):
+        raise ValueError(f"{value!r}: a backend is host:port or {{address: host:port, weight: N}}")
+    return value
 
 
-Backend = Annotated[BackendConfig, BeforeValidator(_backend_shorthand)]
+Backend = Annotated[
+    BackendConfig,
+    BeforeValidator(_backend_shorthand),
+    Shorthand({"type": "string", "description": "host:port, short for {address: host:port}"}),
+]
 
 
 class PoolTimeouts(Model):
@@ -375,8 +437,12 @@ class Pool(Model):
         "(two random candidates, fewer in-flight wins), random.",
     )
     backends: list[Backend] = Field(min_length=1, description="The backends; at least one.")
-    timeouts: PoolTimeouts = Field(default_factory=PoolTimeouts)
-    retries: Retries = Field(default_factory=Retries)
+    timeouts: PoolTimeouts = Field(
+        default_factory=PoolTimeouts, description="Backend-side timeouts (connect, response, idle)."
+    )
+    retries: Retries = Field(
+        default_factory=Retries, description="How a failed request is retried on another backend."
+    )
     max_idle_connections: int = Field(
         128,
         ge=0,
@@ -399,7 +465,9 @@ class AccessLog(Model):
 class Config(Model):
     listeners: list[Listener] = Field(min_length=1, description="Where evenflow accepts clients.")
     pools: dict[str, Pool] = Field(min_length=1, description="Named sets of backends.")
-    access_log: AccessLog = Field(default_factory=AccessLog)
+    access_log: AccessLog = Field(
+        default_factory=AccessLog, description="Where and how each request is logged."
+    )
     drain_timeout: Duration = Field(
         15.0,
         description="On SIGTERM or SIGINT, how long in-flight requests may take to finish "

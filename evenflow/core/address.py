@@ -17,7 +17,8 @@ def split_host_port(address: str) -> tuple[str, int]:
             raise ValueError(f"{address!r} is not host:port")
         if ":" in host:
             raise ValueError(f"{address!r}: write IPv6 addresses as [addr]:port")
-    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+    # isdigit alone accepts "²" and non-ASCII digits, which int() refuses or reads oddly.
+    if not (port_text.isascii() and port_text.isdigit()) or not 0 < int(port_text) < 65536:
         raise ValueError(f"{address!r}: port must be a number from 1 to 65535")
     return host, int(port_text)
 

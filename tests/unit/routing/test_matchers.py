@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from evenflow.config.load import ConfigError, load_data
-from evenflow.config.model import Route
+from evenflow.config.model import Match, Route
 from evenflow.core.request import RequestHead
 from evenflow.routing.matchers import compile_match
 
@@ -74,9 +74,9 @@ def test_host_exact_and_wildcard_together() -> None:
 
 @pytest.mark.parametrize("pattern", ["*", "*.", "a.*.com", "*example.com", "www.*"])
 def test_host_bad_wildcard_is_refused_at_compile_time(pattern: str) -> None:
-    route = Route.model_validate({"match": {"host": pattern}, "pool": "p"})
+    # The config model refuses these first; construct past it to test the compiler's own check.
     with pytest.raises(ValueError, match="host"):
-        compile_match(route.match)
+        compile_match(Match.model_construct(host=[pattern]))
 
 
 # --- path -------------------------------------------------------------------------------------
