@@ -1,10 +1,12 @@
-"""Lifecycle: bind listeners, start the control and data planes, stop gracefully.
+"""Lifecycle: bind listeners, start the control and data planes and the admin API; reload;
+stop gracefully.
 
 Shutdown, in order:
 1. stop accepting (close the listening sockets);
 2. tell every client connection to close once its current response is done (idle ones now);
 3. wait for connections to finish, up to `drain_timeout`;
-4. abort what is left, close idle backend connections, flush the access log.
+4. abort what is left, stop probes and the admin API, close idle backend connections, flush
+   the access log.
 """
 
 from __future__ import annotations
@@ -13,8 +15,10 @@ import asyncio
 import logging
 import signal
 import socket
+from typing import Any
 
-from evenflow.config.model import Config
+from evenflow.config.load import ConfigError, load_file
+from evenflow.config.model import Config, HttpListener
 from evenflow.core.address import split_host_port
 from evenflow.observability.access_log import AccessLog
 from evenflow.proxy.http1.downstream import DownstreamConnection, HttpListenerContext
@@ -29,12 +33,25 @@ class StartupError(Exception):
     """Evenflow cannot start as configured (a port taken, an unreadable log file...)."""
 
 
+class Listening:
+    """One bound listener: its shared context and the asyncio server accepting on it."""
+
+    __slots__ = ("config", "ctx", "server")
+
+    def __init__(self, config: HttpListener, ctx: HttpListenerContext, server: asyncio.Server):
+        self.config = config
+        self.ctx = ctx
+        self.server = server
+
+
 class Server:
     def __init__(self, config: Config, config_path: str | None = None) -> None:
         self.controller = Controller(config, config_path)
         self.access_log: AccessLog | None = None
-        self.listeners: list[tuple[HttpListenerContext, asyncio.Server]] = []
+        self.listening: dict[str, Listening] = {}
+        self.admin: Any = None  # evenflow.admin.server.AdminServer when `admin:` is configured
         self._stopping = asyncio.Event()
+        self._reload_lock = asyncio.Lock()
 
     @property
     def config(self) -> Config:
@@ -52,31 +69,46 @@ class Server:
                 ) from None
         try:
             for listener in self.config.listeners:
-                ctx = HttpListenerContext(listener.name, self.controller, loop, self.access_log)
-                host, port = split_host_port(listener.bind)
-                server = await loop.create_server(
-                    lambda ctx=ctx: DownstreamConnection(ctx),  # type: ignore[misc]
-                    host,
-                    port,
-                    backlog=BACKLOG,
-                    reuse_address=True,
-                )
-                self.listeners.append((ctx, server))
-                log.info("listener %s on %s (%s)", listener.name, self.bound(listener.name), "http")
-        except OSError as exc:
+                self.listening[listener.name] = await self._bind(listener)
+            await self._start_admin()
+        except StartupError:
             await self.stop()
+            raise
+        self.controller.listeners_bound = True
+        await self.controller.start()
+
+    async def _bind(self, listener: HttpListener) -> Listening:
+        loop = asyncio.get_running_loop()
+        ctx = HttpListenerContext(listener.name, self.controller, loop, self.access_log)
+        host, port = split_host_port(listener.bind)
+        try:
+            server = await loop.create_server(
+                lambda: DownstreamConnection(ctx),
+                host,
+                port,
+                backlog=BACKLOG,
+                reuse_address=True,
+            )
+        except OSError as exc:
             raise StartupError(
                 f"cannot listen on {listener.bind} ({listener.name}): {exc.strerror or exc}"
             ) from None
+        listening = Listening(listener, ctx, server)
+        log.info("listener %s on %s (http)", listener.name, _sockname(server))
+        return listening
+
+    async def _start_admin(self) -> None:
+        admin_config = self.config.admin
+        if admin_config is None:
+            return
+        from evenflow.admin.server import AdminServer
+
+        self.admin = AdminServer(self, admin_config)
+        await self.admin.start()
 
     def bound(self, listener_name: str) -> str:
-        """The address a listener actually bound (useful with port 0)."""
-        for ctx, server in self.listeners:
-            if ctx.name == listener_name:
-                sock = server.sockets[0]
-                host, port = sock.getsockname()[:2]
-                return f"[{host}]:{port}" if sock.family == socket.AF_INET6 else f"{host}:{port}"
-        raise KeyError(listener_name)
+        """The address a listener actually bound."""
+        return _sockname(self.listening[listener_name].server)
 
     def request_stop(self) -> None:
         self._stopping.set()
@@ -84,29 +116,80 @@ class Server:
     async def wait_stopped(self) -> None:
         await self._stopping.wait()
 
+    async def reload(self) -> None:
+        """Re-read the config file and switch to it; ConfigError (or StartupError when a new
+        listener cannot bind) leaves the running config untouched."""
+        path = self.controller.config_path
+        if path is None:
+            raise ConfigError("<config>", [("", "evenflow was not started from a file")])
+        async with self._reload_lock:
+            config = load_file(path).config
+            await self.apply(config)
+
+    async def apply(self, config: Config) -> None:
+        """Switch to `config`: bind new listeners first (any failure changes nothing), then
+        swap the control plane's config, then stop listeners that are gone. Established
+        connections of listeners that stay are untouched."""
+        new: dict[str, Listening] = {}
+        keep = {}
+        try:
+            for listener in config.listeners:
+                current = self.listening.get(listener.name)
+                if current is not None and current.config.bind == listener.bind:
+                    keep[listener.name] = current
+                else:
+                    new[listener.name] = await self._bind(listener)
+        except StartupError:
+            for listening in new.values():
+                listening.server.close()
+            raise
+        self.controller.apply_config(config)
+        for name, listening in self.listening.items():
+            if name not in keep:
+                listening.server.close()
+                listening.ctx.close_idle()
+        for name, listening in keep.items():
+            listening.config = next(lst for lst in config.listeners if lst.name == name)
+        self.listening = {**keep, **new}
+        log.warning(
+            "config reloaded: %d listeners, %d pools", len(config.listeners), len(config.pools)
+        )
+
     async def stop(self) -> None:
         """Graceful shutdown (see the module docstring)."""
-        for _, server in self.listeners:
-            server.close()
-        for ctx, _ in self.listeners:
+        self.controller.listeners_bound = False
+        for listening in self.listening.values():
+            listening.server.close()
+        contexts = [listening.ctx for listening in self.listening.values()]
+        for ctx in contexts:
             ctx.close_idle()
-        deadline = asyncio.get_running_loop().time() + self.config.drain_timeout
-        while any(ctx.connections for ctx, _ in self.listeners):
-            if asyncio.get_running_loop().time() >= deadline:
-                left = sum(len(ctx.connections) for ctx, _ in self.listeners)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.drain_timeout
+        while any(ctx.connections for ctx in contexts):
+            if loop.time() >= deadline:
+                left = sum(len(ctx.connections) for ctx in contexts)
                 log.warning("drain timeout: closing %d connections still busy", left)
-                for ctx, _ in self.listeners:
+                for ctx in contexts:
                     for conn in list(ctx.connections):
                         if conn.transport is not None:
                             conn.transport.abort()
                 break
             await asyncio.sleep(0.05)
+        await self.controller.stop()
+        if self.admin is not None:
+            await self.admin.stop()
         for backend in self.controller.all_backends():
             for conn in list(backend.idle):
                 conn.close()
             backend.idle.clear()
         if self.access_log is not None:
             self.access_log.close()
+
+
+def _sockname(server: asyncio.Server) -> str:
+    sock = server.sockets[0]
+    host, port = sock.getsockname()[:2]
+    return f"[{host}]:{port}" if sock.family == socket.AF_INET6 else f"{host}:{port}"
 
 
 def install_event_loop() -> None:
@@ -119,16 +202,27 @@ def install_event_loop() -> None:
 
 
 async def serve(config: Config, config_path: str | None = None) -> None:
-    """Run until SIGTERM or SIGINT, then shut down gracefully."""
+    """Run until SIGTERM or SIGINT, then shut down gracefully. SIGHUP reloads the file."""
     server = Server(config, config_path)
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, server.request_stop)
+    loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(_reload_on_signal(server)))
     await server.start()
     try:
         await server.wait_stopped()
         log.info("stopping: draining connections (up to %gs)", config.drain_timeout)
     finally:
         await server.stop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(signum)
+
+
+async def _reload_on_signal(server: Server) -> None:
+    try:
+        await server.reload()
+    except ConfigError as exc:
+        for line in exc.lines():
+            log.error("reload refused, keeping the running config: %s", line)
+    except StartupError as exc:
+        log.error("reload refused, keeping the running config: %s", exc)

@@ -11,20 +11,11 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    GetJsonSchemaHandler,
-    field_validator,
-    model_validator,
-)
-from pydantic.json_schema import JsonSchemaValue
-from pydantic_core import CoreSchema
+from pydantic import BeforeValidator, Field, field_validator, model_validator
 
+from evenflow.config.base import Address, Model, Shorthand
+from evenflow.config.health import Health
 from evenflow.config.units import Duration, Size
-from evenflow.core.address import split_host_port
 
 ALGORITHMS = (
     "round_robin",
@@ -39,35 +30,6 @@ Algorithm = Literal[
     "least_conn",
     "power_of_two",
     "random",
-]
-
-
-class Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Shorthand:
-    """Annotated metadata: the JSON Schema also accepts the short form a BeforeValidator expands,
-    so that an editor using `evenflow schema` does not flag `- 10.0.0.1:8000` as an error."""
-
-    def __init__(self, schema: dict[str, Any]) -> None:
-        self.schema = schema
-
-    def __get_pydantic_json_schema__(
-        self, core_schema: CoreSchema, handler: GetJsonSchemaHandler
-    ) -> JsonSchemaValue:
-        return {"anyOf": [self.schema, handler(core_schema)]}
-
-
-def _check_address(value: str) -> str:
-    split_host_port(value)
-    return value
-
-
-Address = Annotated[
-    str,
-    BeforeValidator(lambda v: v if not isinstance(v, str) else _check_address(v)),
-    Field(description="host:port, or [ipv6]:port", examples=["127.0.0.1:8080", "[::1]:8080"]),
 ]
 
 
@@ -448,6 +410,10 @@ class Pool(Model):
         ge=0,
         description="Idle keep-alive connections kept per backend for reuse. Default 128.",
     )
+    health: Health = Field(
+        default_factory=Health,
+        description="Active probes, passive ejection, slow start and the panic threshold.",
+    )
 
 
 # --- top level --------------------------------------------------------------------------------
@@ -462,12 +428,22 @@ class AccessLog(Model):
     )
 
 
+class Admin(Model):
+    bind: Address = Field(description="Address of the admin API, /metrics and the dashboard.")
+    token_env: str | None = Field(
+        None,
+        description="Environment variable holding a bearer token; when set, every admin "
+        "request must carry `Authorization: Bearer <token>` (401 otherwise).",
+    )
+
+
 class Config(Model):
     listeners: list[Listener] = Field(min_length=1, description="Where evenflow accepts clients.")
     pools: dict[str, Pool] = Field(min_length=1, description="Named sets of backends.")
     access_log: AccessLog = Field(
         default_factory=AccessLog, description="Where and how each request is logged."
     )
+    admin: Admin | None = Field(None, description="The admin API and dashboard; off if omitted.")
     drain_timeout: Duration = Field(
         15.0,
         description="On SIGTERM or SIGINT, how long in-flight requests may take to finish "

@@ -96,3 +96,12 @@ class UpstreamProtocolError(ProxyError):
     side = Side.UPSTREAM
     status = 502
     reason = "invalid upstream response"
+
+
+def describe_os_error(exc: OSError) -> str:
+    """A short, plain reason for a socket error ("connection refused"), not Python's wording."""
+    if exc.errno:
+        import os
+
+        return os.strerror(exc.errno).lower()
+    return str(exc) or type(exc).__name__

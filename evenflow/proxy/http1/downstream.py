@@ -29,6 +29,7 @@ from evenflow.proxy.http1.exchange import Exchange
 from evenflow.proxy.watchdog import Watchdog, periods
 
 if TYPE_CHECKING:
+    from evenflow.core.backend import BackendState
     from evenflow.observability.access_log import AccessLog
     from evenflow.runtime.snapshot import Snapshot
 
@@ -36,10 +37,13 @@ log = logging.getLogger(__name__)
 
 
 class SnapshotSource(Protocol):
-    """What the data plane needs of the control plane: the current snapshot, nothing else."""
+    """What the data plane needs of the control plane: the current snapshot, and somewhere
+    to report failures seen on real traffic (passive health)."""
 
     @property
     def snapshot(self) -> Snapshot: ...
+
+    def report_failure(self, backend: BackendState, reason: str) -> None: ...
 
 
 class HttpListenerContext:

@@ -247,9 +247,9 @@ class Exchange:
         exc = None if task.cancelled() else task.exception()
         if task.cancelled() or exc is not None:
             backend.in_flight -= 1
-            backend.failures_total += 1
+            error = connect_error(exc or TimeoutError(), backend, pool.connect_timeout_s)
+            self.down.source.report_failure(backend, error.detail)
             if not self.cancelled:
-                error = connect_error(exc or TimeoutError(), backend, pool.connect_timeout_s)
                 self._retry_or_fail(error, sent=False)
             return
         conn = task.result()[1]
@@ -396,6 +396,10 @@ class Exchange:
         backend = self.backend
         if backend is not None:
             backend.in_flight -= 1
+            if self.status < 500:
+                backend.consecutive_failures = 0  # passive detection counts failures in a row
+            elif self.pool is not None and self.pool.count_5xx:
+                self.down.source.report_failure(backend, f"status {self.status}")
         self.upstream = None
         self.response_done = True
         # a backend connection may carry the next request only if this one was sent in full
@@ -408,9 +412,11 @@ class Exchange:
         if self.upstream is not conn:
             return
         backend = self.backend
+        stale = conn.reused and not got_bytes
         if backend is not None:
             backend.in_flight -= 1
-            backend.failures_total += 1
+            if not stale:  # a backend closing an idle keep-alive connection is no failure
+                self.down.source.report_failure(backend, error.detail)
         if self.response_started:
             # the client has part of the response: the only honest signal left is to cut it
             self.add_failure(f"{backend.address if backend else '?'}: {error.detail}")
@@ -418,7 +424,7 @@ class Exchange:
             self.response_done = True
             self.down.abort_after(self, error)
             return
-        if conn.reused and not got_bytes and self.replayable and self._idempotent():
+        if stale and self.replayable and self._idempotent():
             error.retry_safe = True  # RFC 9112 §9.3.1: a reused connection may have been closed
         self._retry_or_fail(error, sent=True)
 

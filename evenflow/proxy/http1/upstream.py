@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, cast
 
 import httptools
 
-from evenflow.core.backend import BackendState
+from evenflow.core.backend import Admin, BackendState
 from evenflow.core.errors import (
     ConnectFailed,
     ConnectTimeout,
@@ -27,6 +27,7 @@ from evenflow.core.errors import (
     UpstreamProtocolError,
     UpstreamReset,
     UpstreamTimeout,
+    describe_os_error,
 )
 from evenflow.proxy.http1.framing import BODY_RAW
 from evenflow.proxy.http1.response_head import BACKEND_CLOSES, CHUNKED, HAS_LENGTH, analyze
@@ -148,6 +149,7 @@ class UpstreamConnection(asyncio.Protocol):
         # uvloop's transports implement asyncio.Transport without subclassing it
         self.transport = cast(asyncio.Transport, transport)
         self.backend.active_connections += 1
+        self.backend.live.add(self)
         self.watchdog.start()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -155,6 +157,7 @@ class UpstreamConnection(asyncio.Protocol):
             return
         self._closed = True
         self.backend.active_connections -= 1
+        self.backend.live.discard(self)
         self.watchdog.stop()
         exchange = self.exchange
         if exchange is None:
@@ -337,6 +340,7 @@ class UpstreamConnection(asyncio.Protocol):
             and not self._closed
             and transport is not None
             and not transport.is_closing()
+            and backend.admin is Admin.ENABLED  # draining or disabled: close after this one
             and len(backend.idle) < self.max_idle
         ):
             self.reused = True
@@ -431,5 +435,5 @@ def connect_error(exc: BaseException, backend: BackendState, timeout_s: float) -
     if isinstance(exc, asyncio.CancelledError | TimeoutError):
         return ConnectTimeout(f"connect to {backend.address} timed out after {timeout_s:g}s")
     if isinstance(exc, OSError):
-        return ConnectFailed(f"connect to {backend.address} failed: {exc.strerror or exc}")
+        return ConnectFailed(f"connect to {backend.address} failed: {describe_os_error(exc)}")
     return ConnectFailed(f"connect to {backend.address} failed: {exc}")

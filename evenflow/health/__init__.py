@@ -1,0 +1,1 @@
+"""Health: active probes, rise/fall flips, passive outlier ejection. Control plane only."""
