@@ -34,6 +34,12 @@ class BadRequest(ProxyError):
     reason = "bad request"
 
 
+class VersionNotSupported(ProxyError):
+    side = Side.DOWNSTREAM
+    status = 505
+    reason = "HTTP version not supported"
+
+
 class HeadersTooLarge(ProxyError):
     side = Side.DOWNSTREAM
     status = 431

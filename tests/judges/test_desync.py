@@ -111,7 +111,12 @@ class Case:
 
     @property
     def id(self) -> str:
-        return f"{self.file}-{self.index:02d}-{self.name}"
+        return f"{self.key}-{self.name}"
+
+    @property
+    def key(self) -> str:
+        """file and index: "acceptable-03"."""
+        return f"{self.file}-{self.index:02d}"
 
 
 def load_corpus(directory: Path) -> list[Case]:
@@ -584,6 +589,35 @@ JUDGES: dict[str, Judge] = {
 }
 
 
+# Cases the corpus would have forwarded that evenflow answers with 400 on purpose, each for a
+# reason the RFCs give. They are judged as rejections (400, nothing forwarded), so a change that
+# starts forwarding them still fails loudly.
+DELIBERATE_REJECTIONS = {
+    "acceptable-01": "RFC 9112 §5.1: whitespace before the colon MUST get a 400",
+    "acceptable-02": "RFC 9112 §5.1: whitespace before the colon MUST get a 400",
+    "acceptable-04": "RFC 9112 §5.1: whitespace before the colon MUST get a 400",
+    "acceptable-03": "RFC 9110 §5.1: a field name is a token; a control character is not",
+    "bad-header-characters-12": "RFC 9110 §5.1: a field name is a token",
+    "bad-header-characters-13": "RFC 9110 §5.1: a field name is a token",
+    "bad-header-characters-14": "RFC 9110 §5.5: a control character in a value may be rejected",
+    "bad-header-characters-15": "RFC 9110 §5.5: a control character in a value may be rejected",
+    "more-compliant-tests-10": "RFC 9112 §7: chunked takes no parameters; `custom_param` without "
+    "`=value` is not even parameter syntax",
+    "rfc-compliant-11": "RFC 9112 §7: chunked takes no parameters",
+    "rfc-compliant-13": "RFC 9112 §3.2: raw non-ASCII octets are not a valid request-target",
+    "rfc-compliant-14": "RFC 9112 §3: an empty request-target is an invalid request line",
+    "uri-specific-test-cases-02": "RFC 9112 §3: extra spaces make an invalid request line "
+    "(a server SHOULD answer 400 rather than guess)",
+    "uri-specific-test-cases-04": "RFC 9112 §3: a space in the target makes an invalid request "
+    "line (a server SHOULD answer 400 rather than guess)",
+}
+
+
+def test_deliberate_rejections_name_real_cases() -> None:
+    keys = {case.key for case in CASES}
+    assert set(DELIBERATE_REJECTIONS) <= keys
+
+
 def test_corpus_is_whole() -> None:
     # kept unchanged as data (ORIGIN.md): a file that stopped loading would silently shrink the
     # judge, so the counts are pinned
@@ -648,5 +682,9 @@ def test_desync_case(case: Case, evenflow_proxy: Evenflow, recorder: BackendThre
         response = client.read_response(case.method == b"HEAD", RESPONSE_TIMEOUT_S)
         time.sleep(SETTLE_S)
         observed = Observed(case, built, send_error, response, recorder.snapshot())
-        problems = JUDGES[case.tier](observed, client, recorder)
+        if case.key in DELIBERATE_REJECTIONS:
+            problems = _rejected(observed)
+            observed.notes.append(f"refused on purpose: {DELIBERATE_REJECTIONS[case.key]}")
+        else:
+            problems = JUDGES[case.tier](observed, client, recorder)
     assert not problems, observed.report(problems)

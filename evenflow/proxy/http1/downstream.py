@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections import deque
 from typing import TYPE_CHECKING, Protocol, cast
 
@@ -22,6 +23,7 @@ from evenflow.core.errors import (
     HeadersTooLarge,
     ProxyError,
     RequestTimeout,
+    VersionNotSupported,
 )
 from evenflow.core.request import RequestHead
 from evenflow.proxy.http1 import heads
@@ -129,8 +131,40 @@ _REBUILD_TRIGGERS = frozenset(
 _REBUILD = 1  # a hop-by-hop or forwarding header: the head is rebuilt, not forwarded as sent
 _CHUNKED = 2
 _HOST_TWICE = 4
+_ANCIENT = 8  # HTTP/0.9 or no version
+
+# RFC 9112 §7: codings a proxy may pass along inside chunked framing (it never decodes them)
+_KNOWN_CODINGS = frozenset(
+    (b"gzip", b"x-gzip", b"deflate", b"compress", b"x-compress", b"identity")
+)
+# header names that might be read as Transfer-Encoding or Content-Length by a lenient backend
+_LOOKALIKE_PREFIXES = frozenset((b"transfe", b"content"))
+_SEPARATORS = re.compile(rb"[-_\s.]+")
+
+
+def _refuse_lookalike(lname: bytes) -> None:
+    """Transfer_Encoding, Content--Length...: some servers normalise such names and would
+    frame the body differently than evenflow does, so they are refused (a desync vector)."""
+    if _SEPARATORS.sub(b"-", lname) in (b"transfer-encoding", b"content-length"):
+        raise BadRequest(f"header name {lname.decode('latin-1')!r} imitates a framing header")
+
+
+def check_transfer_codings(values: list[bytes], http10: bool) -> None:
+    """RFC 9112 §6.1, §6.3: chunked must be the final coding, once; other codings known.
+    An HTTP/1.0 request with Transfer-Encoding has faulty framing."""
+    if http10:
+        raise BadRequest("Transfer-Encoding in an HTTP/1.0 request")
+    codings = [c.strip().lower() for value in values for c in value.split(b",")]
+    codings = [c for c in codings if c]
+    if not codings or codings[-1] != b"chunked" or codings.count(b"chunked") != 1:
+        raise BadRequest("Transfer-Encoding must end with chunked, given once")
+    unknown = [c for c in codings[:-1] if c not in _KNOWN_CODINGS]
+    if unknown:
+        raise BadRequest(f"unknown transfer coding {unknown[0].decode('latin-1')!r}")
+
 
 _METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH")}
+_NO_BODY_METHODS = frozenset(("GET", "HEAD"))
 _LINGER_S = 2.0  # after an error, how long unread client bytes are drained before closing
 
 
@@ -189,6 +223,8 @@ class DownstreamConnection(asyncio.Protocol):
         self.listener_name = ctx.name
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpRequestParser(self)
+        # llhttp refuses HTTP/1.2; evenflow checks versions itself (see _old_version)
+        self.parser.set_dangerous_leniencies(lenient_version=True)
         self.client_ip = ""
         self.pick_ctx = PickContext()
         self.forwarded_lines = b""
@@ -342,16 +378,14 @@ class DownstreamConnection(asyncio.Protocol):
             self._special_header(lname, value)
         elif lname[:6] == b"proxy-":
             self._special |= _REBUILD
+        elif lname[:7] in _LOOKALIKE_PREFIXES:
+            _refuse_lookalike(lname)
 
     def _special_header(self, lname: bytes, value: bytes) -> None:
         if lname in _REBUILD_TRIGGERS:
             self._special |= _REBUILD
         elif lname == b"transfer-encoding":
-            # RFC 9112 §6.1: evenflow forwards only the chunked coding, and only once
-            if self._special & _CHUNKED:
-                raise BadRequest("Transfer-Encoding given more than once")
-            if value.strip().lower() != b"chunked":
-                raise BadRequest(f"unsupported transfer coding {value.decode('latin-1')!r}")
+            # checked as a whole list once the head is complete (several lines are one list)
             self._special |= _CHUNKED
         elif lname == b"content-length":
             try:
@@ -369,14 +403,20 @@ class DownstreamConnection(asyncio.Protocol):
         host_raw = self._host
         raw_parts = self._raw_parts
         raw_head: bytes | None = None
+        http10 = False
         if raw_parts is not None:
             buf = raw_parts[0] if len(raw_parts) == 1 else b"".join(raw_parts)
             raw_head = buf[: buf.find(b"\r\n\r\n") + 4]
-            line_end = raw_head.find(b"\r\n")
-            http10 = raw_head[line_end - 1] == 48  # "HTTP/1.0"; llhttp allows only 1.0 and 1.1
             self._raw_parts = None
-        else:
-            http10 = parser.get_http_version() == "1.0"
+            if not raw_head.endswith(b" HTTP/1.1", 0, raw_head.find(b"\r\n")):
+                http10 = self._old_version()
+                special |= _REBUILD  # forwarded as HTTP/1.1, whatever the client's line said
+        elif parser.get_http_version() != "1.1":
+            http10 = self._old_version()
+        if special & _CHUNKED:
+            check_transfer_codings(
+                [v for n, v in self._headers if n == b"transfer-encoding"], http10
+            )
         if special & (_REBUILD | _HOST_TWICE) or http10 or host_raw is None or url[:1] != b"/":
             url, host_raw = self._check_unusual(url, host_raw, special, http10)
             raw_head = None  # rebuilt: something in it must change
@@ -398,6 +438,16 @@ class DownstreamConnection(asyncio.Protocol):
         self._receiving = exchange
         if chunked:
             self._trailers = []
+        if (
+            self._special & _ANCIENT
+            or (chunked or self._content_length)
+            and method in _NO_BODY_METHODS
+        ):
+            # RFC 9110 §9.3.1: a GET or HEAD body has no defined meaning, and backends differ on
+            # whether they read it (and on what an HTTP/0.9 line means): forward it once, then
+            # reuse neither connection
+            exchange.close_after = True
+            exchange.reuse_upstream = False
         limit = self.max_body_bytes
         if self.current is None:
             self.current = exchange
@@ -410,6 +460,19 @@ class DownstreamConnection(asyncio.Protocol):
                 raise BodyTooLarge(f"Content-Length over {limit} bytes")
             self.queue.append(exchange)
             self._pause(_PAUSE_QUEUE)
+
+    def _old_version(self) -> bool:
+        """A request line that is not exactly HTTP/1.1: True for versions handled as 1.0
+        (forwarded as 1.1, connection closed after), BadRequest for versions not served."""
+        version = self.parser.get_http_version()
+        major, _, minor = version.partition(".")
+        if major == "1" and minor.isdigit():
+            # RFC 9110 §2.5: a higher minor version is handled as the highest one supported
+            return minor == "0"
+        if version in ("0.9", "0.0"):  # HTTP/0.9, or no version at all: served like 1.0
+            self._special |= _ANCIENT
+            return True
+        raise VersionNotSupported(f"HTTP/{version} is not supported")
 
     def _check_unusual(
         self, url: bytes, host_raw: bytes | None, special: int, http10: bool

@@ -77,6 +77,7 @@ class Exchange:
         "response_started",
         "response_done",
         "close_after",
+        "reuse_upstream",
         "body_mode",
         "status",
         "bytes_in",
@@ -124,6 +125,7 @@ class Exchange:
         self.response_started = False  # the client has seen (part of) the response
         self.response_done = False
         self.close_after = False  # the client connection closes after this response
+        self.reuse_upstream = True  # the backend connection may carry another request after
         self.body_mode = BODY_NONE
         self.status = 0
         self.bytes_in = 0
@@ -403,7 +405,7 @@ class Exchange:
         self.upstream = None
         self.response_done = True
         # a backend connection may carry the next request only if this one was sent in full
-        conn.release(reusable and self.request_done)
+        conn.release(reusable and self.request_done and self.reuse_upstream)
         self.down.on_exchange_done(self)
 
     def on_upstream_failed(

@@ -50,7 +50,7 @@ def canned_response(status: int, detail: str = "", *, close: bool = False) -> by
 
 CANNED = {
     status: canned_response(status, close=True)
-    for status in (400, 404, 408, 413, 414, 431, 500, 501, 502, 503, 504)
+    for status in (400, 404, 408, 413, 414, 431, 500, 501, 502, 503, 504, 505)
 }
 CANNED_KEEP_ALIVE = {status: canned_response(status) for status in (404, 413, 502, 503, 504)}
 
