@@ -1,0 +1,178 @@
+"""Keep-alive on both sides and pipelining: one client connection, few backend connections."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import pytest
+from proxy_support import (
+    StartBackends,
+    StartProxy,
+    Timer,
+    build_request,
+    config,
+    raw_client,
+)
+
+pytestmark = pytest.mark.timeout(30)
+
+
+async def test_many_requests_on_one_client_connection_reuse_one_backend_connection(
+    backends: StartBackends, proxy: StartProxy
+) -> None:
+    (a,) = await backends("a")
+    p = await proxy(config({"p": {"backends": [a.address]}}, pool="p"))
+    async with raw_client(p) as client:
+        for i in range(50):
+            resp = await client.get(f"/n/{i}")
+            assert resp.status == 200, resp.head
+            assert resp.headers["x-backend"] == "a"
+            assert resp.body == f"backend a: GET /n/{i}\n".encode()
+            assert "close" not in resp.headers.get("connection", "").lower()
+        assert await client.nothing_more() == b"", "bytes after the last response"
+    assert a.requests == 50
+    # sequential requests need one backend connection, kept alive and reused
+    assert a.accepted == 1, f"the backend accepted {a.accepted} connections for 50 requests"
+
+
+async def test_httpx_keep_alive_over_three_backends(
+    backends: StartBackends, proxy: StartProxy
+) -> None:
+    bs = await backends("a", "b", "c")
+    p = await proxy(config({"p": {"backends": [b.address for b in bs]}}, pool="p"))
+    limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+    async with httpx.AsyncClient(base_url=p.url, limits=limits, timeout=5) as c:
+        seen = []
+        for i in range(60):
+            r = await c.get(f"/k/{i}")
+            assert r.status_code == 200
+            seen.append(r.headers["x-backend"])
+            assert r.text == f"backend {seen[-1]}: GET /k/{i}\n"
+    assert seen == ["a", "b", "c"] * 20
+    for b in bs:
+        assert b.requests == 20
+        assert b.accepted == 1, f"backend {b.name} accepted {b.accepted} connections"
+
+
+async def test_concurrent_clients_share_a_bounded_set_of_backend_connections(
+    backends: StartBackends, proxy: StartProxy
+) -> None:
+    (a,) = await backends("a")
+    p = await proxy(config({"p": {"backends": [a.address]}}, pool="p"))
+    limits = httpx.Limits(max_connections=8, max_keepalive_connections=8)
+    async with httpx.AsyncClient(base_url=p.url, limits=limits, timeout=10) as c:
+
+        async def worker(w: int) -> None:
+            for i in range(25):
+                r = await c.get(f"/w{w}/{i}")
+                assert r.status_code == 200
+                assert r.text == f"backend a: GET /w{w}/{i}\n"
+
+        await asyncio.gather(*(worker(w) for w in range(8)))
+    assert a.requests == 200
+    # at most one backend connection per concurrent request (8), never one per request
+    assert a.accepted <= 8, f"{a.accepted} backend connections for 200 requests, 8 at a time"
+
+
+async def test_pipelined_requests_are_answered_in_order(
+    backends: StartBackends, proxy: StartProxy
+) -> None:
+    bs = await backends("a", "b", "c")
+    p = await proxy(config({"p": {"backends": [b.address for b in bs]}}, pool="p"))
+    async with raw_client(p) as client:
+        await client.send(b"".join(build_request("GET", f"/pipe/{i}") for i in range(9)))
+        bodies = [(await client.response()).body for _ in range(9)]
+        expected = [f"backend {'abc'[i % 3]}: GET /pipe/{i}\n".encode() for i in range(9)]
+        assert bodies == expected
+        # and the connection is still good afterwards
+        resp = await client.get("/after")
+        assert resp.status == 200
+        assert resp.body.endswith(b"GET /after\n")
+
+
+async def test_pipelined_slow_request_first_still_answered_first(
+    backends: StartBackends, proxy: StartProxy
+) -> None:
+    bs = await backends("a", "b")
+    p = await proxy(config({"p": {"backends": [b.address for b in bs]}}, pool="p"))
+    async with raw_client(p) as client:
+        timer = Timer()
+        await client.send(
+            build_request("GET", "/slow?delay=400")
+            + build_request("GET", "/fast/1")
+            + build_request("POST", "/echo", body=b"pipelined body")
+            + build_request("GET", "/fast/2")
+        )
+        first = await client.response()
+        assert first.status == 200
+        assert first.body.endswith(b"GET /slow?delay=400\n"), first.body
+        assert timer.elapsed >= 0.4
+        second = await client.response()
+        assert second.body.endswith(b"GET /fast/1\n"), second.body
+        third = await client.response()
+        assert third.json()["body_bytes"] == len(b"pipelined body")
+        fourth = await client.response()
+        assert fourth.body.endswith(b"GET /fast/2\n"), fourth.body
+        assert timer.elapsed < 3
+        assert await client.nothing_more() == b""
+
+
+async def test_pipelined_requests_in_one_write_with_connection_close_last(
+    backends: StartBackends, proxy: StartProxy
+) -> None:
+    (a,) = await backends("a")
+    p = await proxy(config({"p": {"backends": [a.address]}}, pool="p"))
+    async with raw_client(p) as client:
+        await client.send(
+            build_request("GET", "/one")
+            + build_request("GET", "/two")
+            + build_request("GET", "/three", {"Connection": "close"})
+        )
+        got = [await client.response() for _ in range(3)]
+        assert [r.body for r in got] == [
+            b"backend a: GET /one\n",
+            b"backend a: GET /two\n",
+            b"backend a: GET /three\n",
+        ]
+        assert got[2].headers.get("connection", "").lower() == "close"
+        assert await client.is_closed_by_peer(2)
+
+
+async def test_idle_backend_connections_are_bounded_by_max_idle_connections(
+    backends: StartBackends, proxy: StartProxy
+) -> None:
+    (a,) = await backends("a")
+    p = await proxy(config({"p": {"backends": [a.address], "max_idle_connections": 2}}, pool="p"))
+    limits = httpx.Limits(max_connections=8, max_keepalive_connections=8)
+    async with httpx.AsyncClient(base_url=p.url, limits=limits, timeout=10) as c:
+        # eight at once need eight backend connections; afterwards only two may stay open
+        rs = await asyncio.gather(*(c.get(f"/burst/{i}?delay=200") for i in range(8)))
+        assert [r.status_code for r in rs] == [200] * 8
+        assert a.accepted == 8
+        await asyncio.sleep(0.3)
+        assert len(a.connections_open) == 2, f"{len(a.connections_open)} backend connections open"
+        # and the two kept are the ones reused next
+        for i in range(6):
+            assert (await c.get(f"/again/{i}")).status_code == 200
+        assert a.accepted == 8
+
+
+async def test_idle_backend_connection_is_closed_after_the_pool_idle_timeout(
+    backends: StartBackends, proxy: StartProxy
+) -> None:
+    (a,) = await backends("a")
+    p = await proxy(
+        config({"p": {"backends": [a.address], "timeouts": {"idle": "300ms"}}}, pool="p")
+    )
+    async with raw_client(p) as client:
+        assert (await client.get("/one")).status == 200
+        assert len(a.connections_open) == 1
+        timer = Timer()
+        while a.connections_open and timer.elapsed < 3:
+            await asyncio.sleep(0.02)
+        assert not a.connections_open, "idle backend connection still open after 3s"
+        assert 0.25 <= timer.elapsed <= 1.0, f"closed after {timer.elapsed:.2f}s, idle is 300ms"
+        # the client connection is unaffected: the next request opens a new backend connection
+        assert (await client.get("/two")).status == 200
+    assert a.accepted == 2
