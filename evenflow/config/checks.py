@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from evenflow.config.model import Config
 from evenflow.core.address import split_host_port
 
@@ -71,3 +73,39 @@ def semantic_problems(config: Config) -> tuple[list[tuple[str, str]], list[tuple
         if name not in used:
             warnings.append((f"pools.{name}", "pool is not used by any listener or route"))
     return errors, warnings
+
+
+def raw_reference_problems(data: Any) -> list[tuple[str, str]]:
+    """The pool references that point nowhere, found in raw data the schema refused.
+
+    Only what can be read safely from a half-valid file: a name a route or listener gives as
+    `pool`, or in a `split`, that is not a key of `pools`.
+    """
+    if not isinstance(data, dict):
+        return []
+    pools = data.get("pools")
+    names = set(pools) if isinstance(pools, dict) else None
+    listeners = data.get("listeners")
+    if names is None or not isinstance(listeners, list):
+        return []
+    problems: list[tuple[str, str]] = []
+    known = ", ".join(sorted(str(n) for n in names))
+
+    def check(path: str, name: Any) -> None:
+        if isinstance(name, str) and name not in names:
+            problems.append((path, f"pool {name!r} does not exist (pools: {known})"))
+
+    for i, listener in enumerate(listeners):
+        if not isinstance(listener, dict):
+            continue
+        check(f"listeners[{i}].pool", listener.get("pool"))
+        routes = listener.get("routes")
+        for j, route in enumerate(routes if isinstance(routes, list) else []):
+            if not isinstance(route, dict):
+                continue
+            check(f"listeners[{i}].routes[{j}].pool", route.get("pool"))
+            split = route.get("split")
+            for k, branch in enumerate(split if isinstance(split, list) else []):
+                if isinstance(branch, dict):
+                    check(f"listeners[{i}].routes[{j}].split[{k}].pool", branch.get("pool"))
+    return problems

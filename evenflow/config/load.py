@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from evenflow.config.checks import semantic_problems
+from evenflow.config.checks import raw_reference_problems, semantic_problems
 from evenflow.config.model import Config
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -110,9 +110,11 @@ def load_data(
     try:
         config = Config.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(
-            source, [(format_loc(e["loc"]), _message(e)) for e in exc.errors()]
-        ) from None
+        problems = [(format_loc(e["loc"]), _message(e)) for e in exc.errors()]
+        # a file with a typo may also route to a missing pool: say both at once
+        seen = set(problems)
+        problems += [p for p in raw_reference_problems(data) if p not in seen]
+        raise ConfigError(source, problems) from None
     errors, warnings = semantic_problems(config)
     if errors:
         raise ConfigError(source, errors)

@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
+from evenflow.config.affinity import HashKeySpec, Sticky
 from evenflow.config.base import Address, Model, Shorthand
 from evenflow.config.health import Health
 from evenflow.config.units import Duration, Size
@@ -23,6 +24,9 @@ ALGORITHMS = (
     "least_conn",
     "power_of_two",
     "random",
+    "ip_hash",
+    "consistent_hash",
+    "maglev",
 )
 Algorithm = Literal[
     "round_robin",
@@ -30,7 +34,11 @@ Algorithm = Literal[
     "least_conn",
     "power_of_two",
     "random",
+    "ip_hash",
+    "consistent_hash",
+    "maglev",
 ]
+HASHING_ALGORITHMS = frozenset(("ip_hash", "consistent_hash", "maglev"))
 
 
 def _check_regex(value: str) -> str:
@@ -122,8 +130,9 @@ class ListenerLimits(Model):
     max_connections: int = Field(
         10000,
         ge=1,
-        description="Client connections open at once on this listener; past it, new "
-        "connections wait in the kernel's backlog until one closes. Default 10000.",
+        description="Client connections served at once on this listener; past it, new "
+        "connections wait (accepted, not read) until one closes, and past twice the limit "
+        "they get a 503. Default 10000.",
     )
     max_header_bytes: Size = Field(
         65536,
@@ -396,7 +405,9 @@ class Pool(Model):
         "round_robin",
         description="How a backend is picked: round_robin (default), weighted_round_robin "
         "(smooth, as nginx), least_conn (fewest in-flight requests per weight), power_of_two "
-        "(two random candidates, fewer in-flight wins), random.",
+        "(two random candidates, fewer in-flight wins), random, ip_hash (consistent hashing "
+        "on the client address), consistent_hash (a ring with virtual nodes, on hash_key), "
+        "maglev (Google's Maglev table, on hash_key).",
     )
     backends: list[Backend] = Field(min_length=1, description="The backends; at least one.")
     timeouts: PoolTimeouts = Field(
@@ -414,6 +425,44 @@ class Pool(Model):
         default_factory=Health,
         description="Active probes, passive ejection, slow start and the panic threshold.",
     )
+    hash_key: HashKeySpec | None = Field(
+        None,
+        description="What consistent_hash and maglev key on: header:NAME, cookie:NAME, "
+        "query:NAME, path or client_ip. Default: the client address.",
+    )
+    hash_key_missing: Literal["client_ip", "round_robin"] = Field(
+        "client_ip",
+        description="When a request lacks the hash key: hash the client address instead "
+        "(default), or spread such requests round-robin.",
+    )
+    virtual_nodes: int = Field(
+        160, ge=1, le=10000, description="Ring points per backend (consistent_hash). 160."
+    )
+    table_size: int = Field(
+        65537, ge=7, description="Maglev lookup table size, a prime. Default 65537."
+    )
+    bounded_load: float | None = Field(
+        None,
+        ge=1.0,
+        description="Bounded-load hashing: no backend takes more than this times the mean "
+        "in-flight load; overflow goes to the next backend in the key's order (1.25 is "
+        "usual). Off by default.",
+    )
+    ip_prefix: bool = Field(
+        False,
+        description="ip_hash: hash the client's /24 (IPv4) or /64 (IPv6) rather than its "
+        "address, so a client moving within its network keeps its backend. Default false.",
+    )
+    sticky: Sticky | None = Field(
+        None, description="Sticky sessions: a signed cookie or the source address."
+    )
+
+    @field_validator("table_size")
+    @classmethod
+    def _prime(cls, value: int) -> int:
+        if value < 2 or any(value % d == 0 for d in range(2, int(value**0.5) + 1)):
+            raise ValueError(f"{value} is not prime (Maglev needs a prime table size)")
+        return value
 
 
 # --- top level --------------------------------------------------------------------------------

@@ -56,6 +56,7 @@ class HttpListenerContext:
         "source",
         "loop",
         "connections",
+        "waiting",
         "access_log",
         "scheme",
         "closing",
@@ -77,6 +78,8 @@ class HttpListenerContext:
         self.source = source
         self.loop = loop
         self.connections: set[DownstreamConnection] = set()
+        # accepted past max_connections, not read yet: served in order as others close
+        self.waiting: deque[DownstreamConnection] = deque()
         self.access_log = access_log
         self.scheme = scheme
         self.closing = False
@@ -199,6 +202,8 @@ class DownstreamConnection(asyncio.Protocol):
         "_discard",
         "_final_error",
         "_closed",
+        "_write_closed",
+        "_linger",
         # the request being parsed
         "_data",
         "_boundary",
@@ -242,6 +247,8 @@ class DownstreamConnection(asyncio.Protocol):
         self._discard = False  # input is ignored: the connection is being closed after an error
         self._final_error: ProxyError | None = None
         self._closed = False
+        self._write_closed = False  # we closed (or half-closed) our side: nothing more goes out
+        self._linger = False  # on closing, read what the client still sends for a moment
         self._data = b""
         self._boundary = True
         self._in_message = False
@@ -277,13 +284,18 @@ class DownstreamConnection(asyncio.Protocol):
         self.header_timeout_s = listener.timeouts.header
         self.idle_timeout_s = listener.timeouts.idle
         self.body_timeout_s = listener.timeouts.body
-        connections = self.ctx.connections
-        connections.add(self)
-        if len(connections) > listener.limits.max_connections or self.ctx.closing:
-            # over the limit: say so and go, rather than let one listener exhaust the process
+        ctx = self.ctx
+        ctx.connections.add(self)
+        limit = listener.limits.max_connections
+        if ctx.closing or len(ctx.connections) > 2 * limit:
+            # far over the limit: say so and go, rather than let one listener exhaust the process
             transport.write(heads.CANNED[503])
             self._close()
             return
+        if len(ctx.connections) - len(ctx.waiting) > limit:
+            # over the limit: this connection waits, unread, until another one closes
+            transport.pause_reading()
+            ctx.waiting.append(self)
         self.watchdog = Watchdog(
             self.loop,
             min(self.header_timeout_s, self.idle_timeout_s, self.body_timeout_s),
@@ -293,7 +305,13 @@ class DownstreamConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
-        self.ctx.connections.discard(self)
+        self._write_closed = True
+        ctx = self.ctx
+        ctx.connections.discard(self)
+        if self in ctx.waiting:
+            ctx.waiting.remove(self)
+        elif ctx.waiting:
+            ctx.waiting.popleft().admit()
         if self.watchdog is not None:
             self.watchdog.stop()
         for exchange in (self.current, *self.queue):
@@ -302,6 +320,11 @@ class DownstreamConnection(asyncio.Protocol):
         self.current = None
         self.queue.clear()
         self._receiving = None
+
+    def admit(self) -> None:
+        """A connection that waited at max_connections may now be served."""
+        if self.transport is not None and not self._closed:
+            self.transport.resume_reading()
 
     def pause_writing(self) -> None:
         # the client reads slower than the backend sends: slow the backend down
@@ -430,7 +453,7 @@ class DownstreamConnection(asyncio.Protocol):
             RequestHead(method, url, host_raw, self._headers, self.client_ip, self.ctx.scheme),
             raw_head,
             host_raw,
-            self._request_id or self.ctx.next_request_id(),
+            self._request_id,
             http10,
             chunked,
             parser.should_keep_alive(),
@@ -448,6 +471,8 @@ class DownstreamConnection(asyncio.Protocol):
             # reuse neither connection
             exchange.close_after = True
             exchange.reuse_upstream = False
+        if not chunked and not self._content_length:
+            exchange.request_done = True  # no body: complete now, before it is answered
         limit = self.max_body_bytes
         if self.current is None:
             self.current = exchange
@@ -517,12 +542,12 @@ class DownstreamConnection(asyncio.Protocol):
 
     def write(self, data: bytes) -> None:
         transport = self.transport
-        if transport is not None and not self._closed:
+        if transport is not None and not self._write_closed:
             transport.write(data)
 
     def writelines(self, pieces: list[bytes]) -> None:
         transport = self.transport
-        if transport is not None and not self._closed:
+        if transport is not None and not self._write_closed:
             transport.writelines(pieces)
 
     def answer_error(self, exchange: Exchange, error: ProxyError) -> None:
@@ -613,7 +638,10 @@ class DownstreamConnection(asyncio.Protocol):
             self.data_received(rest)
 
     def _on_bad_input(self, error: ProxyError) -> None:
+        if self._discard:
+            return  # already answered and closing: the rest of the input is ignored
         self._discard = True
+        self._linger = True  # the client may still be sending: half-close, read, then close
         self._in_message = False
         exchange = self._receiving
         self._receiving = None
@@ -691,9 +719,10 @@ class DownstreamConnection(asyncio.Protocol):
         if self.watchdog is not None:
             self.watchdog.stop()
         transport = self.transport
-        if transport is None or transport.is_closing():
+        if transport is None or transport.is_closing() or self._write_closed:
             return
-        if self._in_message and transport.can_write_eof():
+        self._write_closed = True
+        if (self._in_message or self._linger) and transport.can_write_eof():
             # the client is still sending: closing now could reset the connection and lose
             # the answer in flight, so half-close and read what is left for a moment
             transport.write_eof()

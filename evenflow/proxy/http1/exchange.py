@@ -59,6 +59,7 @@ class Exchange:
         "raw_head",
         "host_raw",
         "request_id",
+        "request_id_given",
         "http10",
         "chunked_request",
         "keep_alive",
@@ -84,6 +85,7 @@ class Exchange:
         "bytes_out",
         "started_at",
         "cancelled",
+        "last_error",
     )
 
     def __init__(
@@ -92,7 +94,7 @@ class Exchange:
         req: RequestHead,
         raw_head: bytes | None,
         host_raw: bytes,
-        request_id: bytes,
+        request_id: bytes | None,
         http10: bool,
         chunked_request: bool,
         keep_alive: bool,
@@ -103,7 +105,9 @@ class Exchange:
         # something in it must change (hop-by-hop fields, forwarding headers, version, target)
         self.raw_head = raw_head
         self.host_raw = host_raw
-        self.request_id = request_id
+        # the client's X-Request-Id (forwarded as it came), or one evenflow made up
+        self.request_id = request_id or down.ctx.next_request_id()
+        self.request_id_given = request_id is not None
         self.http10 = http10
         self.chunked_request = chunked_request
         self.keep_alive = keep_alive  # the client wants the connection kept open
@@ -132,6 +136,7 @@ class Exchange:
         self.bytes_out = 0
         self.started_at = time.perf_counter()
         self.cancelled = False
+        self.last_error: ProxyError | None = None
 
     # -- the request side ------------------------------------------------------------------
 
@@ -169,11 +174,11 @@ class Exchange:
 
     def on_request_body(self, data: bytes) -> None:
         self.bytes_in += len(data)
+        if self.response_done or self.cancelled:
+            return  # answered already (an error, or an early response): drop the rest
         limit = self.down.max_body_bytes
         if limit is not None and self.bytes_in > limit:
             raise BodyTooLarge(f"request body over {limit} bytes")
-        if self.response_done or self.cancelled:
-            return  # answered already (an error, or an early response): drop the rest
         pieces = heads.chunk(data) if self.chunked_request else [data]
         self._forward_body(pieces, len(data))
 
@@ -212,6 +217,10 @@ class Exchange:
         backend = picked or pool.balancer.pick(self.down.pick_ctx, tried or ())
         if backend is None:
             self.fail(NoBackend(f"pool {pool.name} has no usable backend"))
+            return
+        if tried and backend in tried:
+            # a retry goes to another backend or not at all (as nginx): the same one just failed
+            self._give_up()
             return
         self.backend = backend
         self.attempts += 1
@@ -267,16 +276,13 @@ class Exchange:
         down = self.down
         route = self.route
         if raw is not None and route is not None and route.request_rewrite is None:
+            # the client's head as sent, with evenflow's lines spliced in before the blank line
+            if self.request_id_given:
+                tail = b"\r\n\r\n"
+            else:
+                tail = b"\r\nx-request-id: " + self.request_id + b"\r\n\r\n"
             head = b"".join(
-                (
-                    raw[:-2],
-                    down.forwarded_lines,
-                    b"x-forwarded-host: ",
-                    self.host_raw,
-                    b"\r\nx-request-id: ",
-                    self.request_id,
-                    b"\r\n\r\n",
-                )
+                (raw[:-2], down.forwarded_lines, b"x-forwarded-host: ", self.host_raw, tail)
             )
         else:
             head = self._rebuilt_request_head()
@@ -304,10 +310,15 @@ class Exchange:
             and (error.retry_safe or (self.replayable and self._idempotent()))
             and not (sent and not self.replayable)
         )
+        self.last_error = error
         if may_retry:
             self._attempt()
         else:
             self.fail(error)
+
+    def _give_up(self) -> None:
+        error = self.last_error
+        self.fail(error if error is not None else NoBackend("no backend left to retry on"))
 
     def add_failure(self, text: str) -> None:
         """Note why an attempt failed (the access log shows every one)."""
@@ -500,8 +511,9 @@ class Exchange:
             (b"x-forwarded-proto", self.down.scheme_bytes),
             (b"x-forwarded-host", self.host_raw),
             (b"via", (b"1.0 " if self.http10 else b"1.1 ") + b"evenflow"),
-            (b"x-request-id", self.request_id),
         ]
+        if not self.request_id_given:
+            forwarded.append((b"x-request-id", self.request_id))
         line = b"%s %s HTTP/1.1\r\n" % (req.method.encode("latin-1"), req.target.encode("latin-1"))
         return b"".join(
             (line, heads.serialize_headers(kept), heads.serialize_headers(forwarded), b"\r\n")

@@ -255,7 +255,7 @@ class UpstreamConnection(asyncio.Protocol):
         if self._is_head:
             exchange.down.write(head)
             raise _HeadResponseEnd(len(pending) > end)  # True: bytes followed the head
-        if exchange.body_mode == BODY_RAW:
+        if exchange.body_mode == BODY_RAW and not flags & CHUNKED:
             # passthrough: head and body leave together, from this read or the next ones
             self._head_out = head
             self._whole = head is raw and head_from == 0 and len(pending) == len(self._data)
