@@ -1,0 +1,220 @@
+"""The schemas of the admin API's request and response bodies, as OpenAPI 3.1 (JSON Schema).
+
+Part of the document openapi.py serves. Keep them in step with the controller's `describe_*`
+output and api.py's answers; a test compares them with what the API actually answers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+_NULLABLE_NUMBER = {"type": ["number", "null"]}
+_NULLABLE_STRING = {"type": ["string", "null"]}
+
+SCHEMAS: dict[str, Any] = {
+    "Error": {
+        "type": "object",
+        "required": ["error"],
+        "properties": {"error": {"type": "string", "description": "What was wrong, and where."}},
+    },
+    "Problem": {
+        "type": "object",
+        "required": ["path", "message"],
+        "properties": {
+            "path": {
+                "type": "string",
+                "description": "Where in the config file, as pools.web.backends[1].weight; "
+                "empty for the file as a whole.",
+            },
+            "message": {"type": "string"},
+        },
+    },
+    "ReloadRefused": {
+        "type": "object",
+        "required": ["error", "source", "problems"],
+        "properties": {
+            "error": {"type": "string", "const": "config refused; the running config is kept"},
+            "source": {"type": "string", "description": "The config file read."},
+            "problems": {"type": "array", "items": ref("Problem")},
+        },
+    },
+    "Reloaded": {
+        "type": "object",
+        "required": ["status", "source", "listeners", "pools", "backends", "notes"],
+        "properties": {
+            "status": {"type": "string", "const": "reloaded"},
+            "source": {"type": "string", "description": "The config file read."},
+            "listeners": {"type": "integer"},
+            "pools": {"type": "integer"},
+            "backends": {"type": "integer", "description": "Backends listed in the file."},
+            "notes": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "What the reload could not apply, as a change of `admin:`.",
+            },
+        },
+    },
+    "Backend": {
+        "type": "object",
+        "required": [
+            "address",
+            "state",
+            "health",
+            "admin",
+            "weight",
+            "config_weight",
+            "effective_weight",
+            "active_connections",
+            "in_flight",
+            "requests_total",
+            "failures_total",
+            "ejected_for_s",
+            "drain_deadline_in_s",
+            "last_probe",
+            "last_flip",
+        ],
+        "properties": {
+            "address": {"type": "string", "examples": ["10.0.0.2:8000", "[::1]:8080"]},
+            "state": {
+                "type": "string",
+                "enum": ["healthy", "unhealthy", "ejected", "draining", "disabled"],
+                "description": "The one word to read; the most restrictive of health, passive "
+                "ejection and the operator's choice.",
+            },
+            "health": {"type": "string", "enum": ["healthy", "unhealthy"]},
+            "admin": {"type": "string", "enum": ["enabled", "draining", "disabled"]},
+            "weight": {"type": "integer", "description": "In force: set at runtime or from file."},
+            "config_weight": {"type": "integer", "description": "As the config file says."},
+            "effective_weight": {
+                "type": "number",
+                "description": "What balancing uses now (lower while slow start ramps up).",
+            },
+            "active_connections": {"type": "integer", "description": "Open upstream connections."},
+            "in_flight": {"type": "integer", "description": "Requests sent, not yet answered."},
+            "requests_total": {"type": "integer"},
+            "bytes_in": {"type": "integer", "description": "Bytes from the backend."},
+            "bytes_out": {"type": "integer", "description": "Bytes to the backend."},
+            "failures_total": {"type": "integer"},
+            "ejected_for_s": {
+                "type": "number",
+                "description": "Seconds of passive ejection left (0: not ejected).",
+            },
+            "drain_deadline_in_s": {
+                **_NULLABLE_NUMBER,
+                "description": "Seconds until a drain closes what is left; null unless draining.",
+            },
+            "last_probe": {
+                "type": "object",
+                "properties": {
+                    "result": {**_NULLABLE_STRING, "description": "ok, or why it failed."},
+                    "at": {**_NULLABLE_NUMBER, "description": "Unix time."},
+                },
+            },
+            "last_flip": {
+                "type": "object",
+                "properties": {
+                    "reason": {**_NULLABLE_STRING, "examples": ["unhealthy: 3 probe failures"]},
+                    "at": {**_NULLABLE_NUMBER, "description": "Unix time."},
+                },
+            },
+        },
+    },
+    "Pool": {
+        "type": "object",
+        "required": ["name", "algorithm", "panic", "healthy", "usable", "backends"],
+        "properties": {
+            "name": {"type": "string"},
+            "algorithm": {"type": "string"},
+            "panic": {
+                "type": "boolean",
+                "description": "Too few healthy backends: balancing over all non-disabled ones.",
+            },
+            "healthy": {"type": "integer"},
+            "usable": {"type": "integer", "description": "Backends new requests may go to."},
+            "backends": {"type": "array", "items": ref("Backend")},
+        },
+    },
+    "Flip": {
+        "type": "object",
+        "required": ["at", "pool", "backend", "state", "reason"],
+        "properties": {
+            "at": {"type": "number", "description": "Unix time."},
+            "pool": {"type": "string"},
+            "backend": {"type": "string", "description": "The backend's address."},
+            "state": {
+                "type": "string",
+                "examples": ["unhealthy", "healthy", "ejected", "draining", "disabled"],
+            },
+            "reason": {"type": "string"},
+        },
+    },
+    "DrainRequest": {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "deadline": {
+                "type": "string",
+                "pattern": r"^\d+(\.\d+)?(ms|s|m|h)$",
+                "examples": ["30s"],
+                "description": "How long in-flight requests may take; then the connections "
+                "left are closed. Default 30s.",
+            }
+        },
+    },
+    "WeightRequest": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["weight"],
+        "properties": {"weight": {"type": "integer", "minimum": 0, "maximum": 10000}},
+    },
+    "AddBackendRequest": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["address"],
+        "properties": {
+            "address": {"type": "string", "examples": ["10.0.0.7:8000", "[::1]:8080"]},
+            "weight": {"type": "integer", "minimum": 0, "maximum": 10000, "default": 1},
+        },
+    },
+    "Pools": {
+        "type": "object",
+        "required": ["pools"],
+        "properties": {"pools": {"type": "array", "items": ref("Pool")}},
+    },
+    "Flips": {
+        "type": "object",
+        "required": ["flips"],
+        "properties": {"flips": {"type": "array", "items": ref("Flip")}},
+    },
+    "Live": {
+        "type": "object",
+        "required": ["status", "loop_lag_ms", "loop_lag_max_ms"],
+        "properties": {
+            "status": {"type": "string", "const": "alive"},
+            "loop_lag_ms": {"type": "number", "description": "Last measurement."},
+            "loop_lag_max_ms": {"type": "number", "description": "Worst, last minute."},
+        },
+    },
+    "Ready": {
+        "type": "object",
+        "required": ["status"],
+        "properties": {"status": {"type": "string", "const": "ready"}},
+    },
+    "NotReady": {
+        "type": "object",
+        "required": ["status", "problems"],
+        "properties": {
+            "status": {"type": "string", "const": "not ready"},
+            "problems": {
+                "type": "array",
+                "items": {"type": "string"},
+                "examples": [["pool web has no usable backend"]],
+            },
+        },
+    },
+}
