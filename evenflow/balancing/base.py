@@ -7,9 +7,11 @@ slow start: `core/pool.py` decides which backends are usable and at what effecti
 
 from __future__ import annotations
 
+import dataclasses
 import enum
+import math
 from collections.abc import Collection, Sequence
-from typing import ClassVar, Protocol, TypeVar
+from typing import ClassVar, Protocol, TypeVar, cast
 
 from evenflow.core.backend import BackendState
 
@@ -32,6 +34,32 @@ class PickContext:
         self.hash_key = hash_key  # the value the pool's hash_key extracted, if any
 
 
+def is_prime(n: int) -> bool:
+    """Trial division: table sizes are checked once per build, and sqrt(65537) is 256."""
+    return n >= 2 and all(n % d for d in range(2, math.isqrt(n) + 1))
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class BalancerOptions:
+    """The pool settings hashing algorithms read; the others take none. Validated on creation,
+    so a balancer never sees a bad value (config/ reports the user's mistake first)."""
+
+    virtual_nodes: int = 160  # consistent_hash, ip_hash: ring points per unit of weight
+    table_size: int = 65537  # maglev: lookup table slots; must be prime
+    bounded_load: float | None = None  # c >= 1: no backend takes more than c x the mean load
+    ip_prefix: bool = False  # ip_hash: key on the client's /24 (IPv4) or /64 (IPv6)
+
+    def __post_init__(self) -> None:
+        # the same bounds as config/model.py's Pool fields
+        if not 1 <= self.virtual_nodes <= 10_000:
+            raise ValueError(f"virtual_nodes must be 1..10000, not {self.virtual_nodes}")
+        if self.table_size < 7 or not is_prime(self.table_size):
+            raise ValueError(f"table_size must be a prime >= 7, not {self.table_size}")
+        c = self.bounded_load
+        if c is not None and not (math.isfinite(c) and c >= 1.0):
+            raise ValueError(f"bounded_load must be >= 1.0, not {c}")
+
+
 class Balancer(Protocol):
     name: ClassVar[str]
     needs: ClassVar[Needs]
@@ -41,6 +69,17 @@ class Balancer(Protocol):
     def pick(self, ctx: PickContext, avoid: Collection[BackendState] = ()) -> BackendState | None:
         """A backend not in `avoid` if there is one, else one of `avoid`; None for no backends."""
         ...
+
+
+class ConfigurableBalancer(Balancer, Protocol):
+    """A balancer that reads pool settings: it sets `takes_options = True` and `build` hands it
+    the pool's BalancerOptions. The others keep the one-argument constructor."""
+
+    takes_options: ClassVar[bool]
+
+    def __init__(
+        self, backends: Sequence[BackendState], options: BalancerOptions | None = None
+    ) -> None: ...
 
 
 REGISTRY: dict[str, type[Balancer]] = {}
@@ -63,7 +102,14 @@ def algorithm_names() -> list[str]:
     return sorted(REGISTRY)
 
 
-def build(name: str, backends: Sequence[BackendState]) -> Balancer:
+def build(
+    name: str, backends: Sequence[BackendState], options: BalancerOptions | None = None
+) -> Balancer:
+    """The balancer `name` for exactly these backends; `options` reach only algorithms that
+    take them (None: the defaults)."""
     import evenflow.balancing  # noqa: F401
 
-    return REGISTRY[name](backends)
+    cls = REGISTRY[name]
+    if getattr(cls, "takes_options", False):
+        return cast("type[ConfigurableBalancer]", cls)(backends, options)
+    return cls(backends)
