@@ -17,11 +17,15 @@ import signal
 import socket
 from typing import Any
 
+from evenflow.config.l4 import TcpListener
 from evenflow.config.load import ConfigError, load_file
-from evenflow.config.model import Config, HttpListener
+from evenflow.config.model import Config, HttpListener, Listener
 from evenflow.core.address import split_host_port
+from evenflow.core.errors import describe_os_error
 from evenflow.observability.access_log import AccessLog
 from evenflow.proxy.http1.downstream import DownstreamConnection, HttpListenerContext
+from evenflow.proxy.tcp import TcpDownstream, TcpListenerContext
+from evenflow.proxy.udp import UdpListenerContext, UdpListenerProtocol
 from evenflow.runtime.controller import Controller
 
 log = logging.getLogger(__name__)
@@ -34,14 +38,42 @@ class StartupError(Exception):
 
 
 class Listening:
-    """One bound listener: its shared context and the asyncio server accepting on it."""
+    """One bound listener: its shared context and what accepts on it (a stream server for
+    http and tcp, the datagram transport's context for udp)."""
 
     __slots__ = ("config", "ctx", "server")
 
-    def __init__(self, config: HttpListener, ctx: HttpListenerContext, server: asyncio.Server):
+    def __init__(
+        self,
+        config: Listener,
+        ctx: HttpListenerContext | TcpListenerContext | UdpListenerContext,
+        server: asyncio.Server | None,
+    ) -> None:
         self.config = config
         self.ctx = ctx
         self.server = server
+
+    @property
+    def address(self) -> str:
+        if self.server is not None:
+            return _sockname(self.server)
+        ctx = self.ctx
+        assert isinstance(ctx, UdpListenerContext)
+        host, port = ctx.local
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+    def stop_accepting(self) -> None:
+        if self.server is not None:
+            self.server.close()
+        if isinstance(self.ctx, UdpListenerContext):
+            self.ctx.close()
+        else:
+            self.ctx.close_idle()
+
+    @property
+    def connections(self) -> set[Any]:
+        ctx = self.ctx
+        return set() if isinstance(ctx, UdpListenerContext) else set(ctx.connections)
 
 
 class Server:
@@ -77,24 +109,39 @@ class Server:
         self.controller.listeners_bound = True
         await self.controller.start()
 
-    async def _bind(self, listener: HttpListener) -> Listening:
+    async def _bind(self, listener: Listener) -> Listening:
         loop = asyncio.get_running_loop()
-        ctx = HttpListenerContext(listener.name, self.controller, loop, self.access_log)
         host, port = split_host_port(listener.bind)
+        ctx: HttpListenerContext | TcpListenerContext | UdpListenerContext
+        server: asyncio.Server | None = None
         try:
-            server = await loop.create_server(
-                lambda: DownstreamConnection(ctx),
-                host,
-                port,
-                backlog=BACKLOG,
-                reuse_address=True,
-            )
+            if isinstance(listener, HttpListener):
+                http = ctx = HttpListenerContext(
+                    listener.name, self.controller, loop, self.access_log
+                )
+                server = await loop.create_server(
+                    lambda: DownstreamConnection(http),
+                    host,
+                    port,
+                    backlog=BACKLOG,
+                    reuse_address=True,
+                )
+            elif isinstance(listener, TcpListener):
+                tcp = ctx = TcpListenerContext(listener, self.controller, loop, self.access_log)
+                server = await loop.create_server(
+                    lambda: TcpDownstream(tcp), host, port, backlog=BACKLOG, reuse_address=True
+                )
+            else:
+                udp = ctx = UdpListenerContext(listener, self.controller, loop, self.access_log)
+                await loop.create_datagram_endpoint(
+                    lambda: UdpListenerProtocol(udp), local_addr=(host, port)
+                )
         except OSError as exc:
             raise StartupError(
-                f"cannot listen on {listener.bind} ({listener.name}): {exc.strerror or exc}"
+                f"cannot listen on {listener.bind} ({listener.name}): {describe_os_error(exc)}"
             ) from None
         listening = Listening(listener, ctx, server)
-        log.info("listener %s on %s (http)", listener.name, _sockname(server))
+        log.info("listener %s on %s (%s)", listener.name, listening.address, listener.protocol)
         return listening
 
     async def _start_admin(self) -> None:
@@ -108,7 +155,7 @@ class Server:
 
     def bound(self, listener_name: str) -> str:
         """The address a listener actually bound."""
-        return _sockname(self.listening[listener_name].server)
+        return self.listening[listener_name].address
 
     def request_stop(self) -> None:
         self._stopping.set()
@@ -135,19 +182,23 @@ class Server:
         try:
             for listener in config.listeners:
                 current = self.listening.get(listener.name)
-                if current is not None and current.config.bind == listener.bind:
+                if (
+                    current is not None
+                    and current.config.bind == listener.bind
+                    and current.config.protocol == listener.protocol
+                    and (listener.protocol == "http" or current.config == listener)
+                ):
                     keep[listener.name] = current
                 else:
                     new[listener.name] = await self._bind(listener)
         except StartupError:
             for listening in new.values():
-                listening.server.close()
+                listening.stop_accepting()
             raise
         self.controller.apply_config(config)
         for name, listening in self.listening.items():
             if name not in keep:
-                listening.server.close()
-                listening.ctx.close_idle()
+                listening.stop_accepting()
         for name, listening in keep.items():
             listening.config = next(lst for lst in config.listeners if lst.name == name)
         self.listening = {**keep, **new}
@@ -158,19 +209,17 @@ class Server:
     async def stop(self) -> None:
         """Graceful shutdown (see the module docstring)."""
         self.controller.listeners_bound = False
-        for listening in self.listening.values():
-            listening.server.close()
-        contexts = [listening.ctx for listening in self.listening.values()]
-        for ctx in contexts:
-            ctx.close_idle()
+        listenings = list(self.listening.values())
+        for listening in listenings:
+            listening.stop_accepting()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.config.drain_timeout
-        while any(ctx.connections for ctx in contexts):
+        while any(listening.connections for listening in listenings):
             if loop.time() >= deadline:
-                left = sum(len(ctx.connections) for ctx in contexts)
+                left = sum(len(listening.connections) for listening in listenings)
                 log.warning("drain timeout: closing %d connections still busy", left)
-                for ctx in contexts:
-                    for conn in list(ctx.connections):
+                for listening in listenings:
+                    for conn in listening.connections:
                         if conn.transport is not None:
                             conn.transport.abort()
                 break

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
+from evenflow.config.affinity import hash_key_of
 from evenflow.config.model import Config
 from evenflow.core.address import split_host_port
 
@@ -21,7 +23,9 @@ def semantic_problems(config: Config) -> tuple[list[tuple[str, str]], list[tuple
             errors.append((path, f"pool {name!r} does not exist (pools: {known})"))
 
     names: dict[str, int] = {}
-    binds: dict[tuple[str, int], str] = {}
+    binds: dict[tuple[str, str, int], str] = {}
+    l4_users: dict[str, str] = {}  # pool → the first tcp/udp listener using it
+    udp_users: set[str] = set()
     for i, listener in enumerate(config.listeners):
         where = f"listeners[{i}]"
         if listener.name in names:
@@ -30,19 +34,24 @@ def semantic_problems(config: Config) -> tuple[list[tuple[str, str]], list[tuple
             )
         names.setdefault(listener.name, i)
         host, port = split_host_port(listener.bind)
-        key = (host, port)
-        wildcard = ("0.0.0.0", port) if ":" not in host else ("::", port)
+        transport = "udp" if listener.protocol == "udp" else "tcp"  # tcp and udp ports differ
+        key = (transport, host, port)
+        wildcard = (transport, "0.0.0.0" if ":" not in host else "::", port)
         clash = binds.get(key) or (binds.get(wildcard) if key != wildcard else None)
         if clash is None and host in ("0.0.0.0", "::"):
             clash = next(
-                (w for (h, p), w in binds.items() if p == port and (":" in h) == (":" in host)),
+                (
+                    w
+                    for (t, h, p), w in binds.items()
+                    if t == transport and p == port and (":" in h) == (":" in host)
+                ),
                 None,
             )
         if clash is not None:
             errors.append((f"{where}.bind", f"{listener.bind} collides with {clash}"))
         binds[key] = f"{where} ({listener.name})"
         route_names: set[str] = set()
-        for j, route in enumerate(listener.routes):
+        for j, route in enumerate(getattr(listener, "routes", ())):
             rwhere = f"{where}.routes[{j}]"
             if route.name is not None:
                 if route.name in route_names:
@@ -50,12 +59,56 @@ def semantic_problems(config: Config) -> tuple[list[tuple[str, str]], list[tuple
                 route_names.add(route.name)
             if route.pool is not None:
                 need_pool(f"{rwhere}.pool", route.pool)
-            for k, branch in enumerate(route.split or ()):
+                if listener.protocol != "http":
+                    l4_users.setdefault(route.pool, where)
+            for k, branch in enumerate(getattr(route, "split", None) or ()):
                 need_pool(f"{rwhere}.split[{k}].pool", branch.pool)
         if listener.pool is not None:
             need_pool(f"{where}.pool", listener.pool)
+            if listener.protocol != "http":
+                l4_users.setdefault(listener.pool, where)
+            if listener.protocol == "udp":
+                udp_users.add(where)
+
+    for name, where in l4_users.items():
+        pool = config.pools.get(name)
+        if pool is None:
+            continue
+        spec = hash_key_of(pool.hash_key)
+        if spec is not None and spec.needs_request:
+            errors.append(
+                (
+                    f"pools.{name}.hash_key",
+                    f"{pool.hash_key} needs an HTTP request, but the tcp/udp listener {where} "
+                    "uses this pool: key on client_ip",
+                )
+            )
+        if pool.send_proxy == "v1" and where in udp_users:
+            errors.append(
+                (
+                    f"pools.{name}.send_proxy",
+                    f"PROXY v1 has no UDP form, but the udp listener {where} uses this pool: "
+                    "use v2",
+                )
+            )
+        if pool.sticky is not None and pool.sticky.cookie is not None:
+            errors.append(
+                (
+                    f"pools.{name}.sticky.cookie",
+                    f"cookie stickiness needs HTTP, but the tcp/udp listener {where} uses this "
+                    "pool: use source_ip",
+                )
+            )
 
     for name, pool in config.pools.items():
+        cookie = pool.sticky.cookie if pool.sticky is not None else None
+        if cookie is not None and cookie.secret_env and not os.environ.get(cookie.secret_env):
+            errors.append(
+                (
+                    f"pools.{name}.sticky.cookie.secret_env",
+                    f"environment variable {cookie.secret_env} is not set (or empty)",
+                )
+            )
         if not any(b.weight > 0 for b in pool.backends):
             errors.append((f"pools.{name}.backends", "at least one backend needs a weight > 0"))
         seen: dict[str, int] = {}
@@ -86,8 +139,8 @@ def raw_reference_problems(data: Any) -> list[tuple[str, str]]:
     pools = data.get("pools")
     names = set(pools) if isinstance(pools, dict) else None
     listeners = data.get("listeners")
-    if names is None or not isinstance(listeners, list):
-        return []
+    if not names or not isinstance(listeners, list):
+        return []  # no pools at all is its own error; every reference would repeat it
     problems: list[tuple[str, str]] = []
     known = ", ".join(sorted(str(n) for n in names))
 

@@ -145,9 +145,14 @@ def _join(path: str, key: object) -> str:
     return f"{path}.{key}" if path else str(key)
 
 
+_LISTENER_TAGS = ("http", "tcp", "udp")
+
+
 def format_loc(loc: tuple[int | str, ...]) -> str:
     """('pools', 'web', 'backends', 1, 'weight') → 'pools.web.backends[1].weight'."""
     path = ""
+    if len(loc) >= 3 and loc[0] == "listeners" and loc[2] in _LISTENER_TAGS:
+        loc = loc[:2] + loc[3:]  # the listener kind pydantic chose: the user wrote no such key
     for part in loc:
         if isinstance(part, int):
             path += f"[{part}]"

@@ -11,11 +11,12 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field, field_validator, model_validator
+from pydantic import BeforeValidator, Discriminator, Field, Tag, field_validator, model_validator
 
 from evenflow.config.affinity import HashKeySpec, Sticky
 from evenflow.config.base import Address, Model, Shorthand
 from evenflow.config.health import Health
+from evenflow.config.l4 import TcpListener, UdpListener
 from evenflow.config.units import Duration, Size
 
 ALGORITHMS = (
@@ -345,7 +346,19 @@ class HttpListener(Model):
         return self
 
 
-Listener = HttpListener
+def _listener_kind(value: Any) -> str:
+    # `protocol` may be left out for http, the common case
+    if isinstance(value, dict):
+        return str(value.get("protocol", "http"))
+    return str(getattr(value, "protocol", "http"))
+
+
+Listener = Annotated[
+    Annotated[HttpListener, Tag("http")]
+    | Annotated[TcpListener, Tag("tcp")]
+    | Annotated[UdpListener, Tag("udp")],
+    Discriminator(_listener_kind),
+]
 
 
 # --- pools ------------------------------------------------------------------------------------
@@ -455,6 +468,11 @@ class Pool(Model):
     )
     sticky: Sticky | None = Field(
         None, description="Sticky sessions: a signed cookie or the source address."
+    )
+    send_proxy: Literal["v1", "v2"] | None = Field(
+        None,
+        description="Send a PROXY protocol header (v1 text or v2 binary) to backends on tcp "
+        "and udp listeners, so they see the real client address. Off by default.",
     )
 
     @field_validator("table_size")

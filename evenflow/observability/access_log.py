@@ -68,7 +68,7 @@ class AccessLog:
             if path == "stdout"
             else open(path, "a", encoding="utf-8", buffering=1 << 16)  # noqa: SIM115
         )
-        self._pending: list[Row] = []
+        self._pending: list[Row | dict[str, object]] = []
         self._flush_handle: asyncio.TimerHandle | None = None
         self.dropped = 0
 
@@ -99,6 +99,16 @@ class AccessLog:
                 ex.request_id,
             )
         )
+        if self._flush_handle is None:
+            self._flush_handle = self._loop.call_later(FLUSH_INTERVAL_S, self.flush)
+
+    def log_record(self, record: dict[str, object]) -> None:
+        """A ready-made record (one tcp connection, one udp flow); `time` is added here."""
+        if len(self._pending) >= MAX_PENDING_LINES:
+            self.dropped += 1
+            return
+        record["time"] = time.time()
+        self._pending.append(record)
         if self._flush_handle is None:
             self._flush_handle = self._loop.call_later(FLUSH_INTERVAL_S, self.flush)
 
@@ -137,7 +147,12 @@ class AccessLog:
             return
         render = self._json if self._format == "json" else self._combined
         try:
-            self._stream.write("".join(render(row) for row in pending))
+            self._stream.write(
+                "".join(
+                    _render_record(row, self._format) if isinstance(row, dict) else render(row)
+                    for row in pending
+                )
+            )
             self._stream.flush()
         except (OSError, ValueError) as exc:
             self.dropped += len(pending)
@@ -198,6 +213,15 @@ class AccessLog:
         stamp = time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(at))
         request = f"{method} {target} HTTP/1.1" if method else "-"
         return f'{client} - - [{stamp}] "{request}" {status} {bytes_out} "-" "-"\n'
+
+
+def _render_record(record: dict[str, object], fmt: str) -> str:
+    at = record.pop("time")
+    stamp = _iso(at if isinstance(at, float) else time.time())
+    if fmt == "json":
+        return json.dumps({"time": stamp, **record}, separators=(",", ":")) + "\n"
+    fields = " ".join(f"{key}={value}" for key, value in record.items() if value is not None)
+    return f"{stamp} {fields}\n"
 
 
 def _iso(at: float) -> str:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import secrets
 import time
 from collections import deque
 from collections.abc import Callable
@@ -23,6 +25,7 @@ from evenflow.core.backend import Admin, BackendState, Health
 from evenflow.core.pool import PoolView, view
 from evenflow.health.state import RiseFall
 from evenflow.runtime.snapshot import Snapshot
+from evenflow.sticky.affinity import PoolTracking
 
 log = logging.getLogger(__name__)
 
@@ -85,12 +88,15 @@ class Controller:
         self._shared_failure: dict[str, str] = {}  # pool → the probe every backend failed
         self._probe_failures: dict[tuple[str, str], tuple[float, str]] = {}
         self._checkers: dict[str, Any] = {}  # pool → HealthChecker
+        self.tracking: dict[str, PoolTracking] = {}  # pool → sticky table, hot-key sketches
+        self.secrets: dict[str, bytes] = {}  # pool → the key that signs its sticky cookies
         self._tick: asyncio.TimerHandle | None = None
         self.listeners_bound = False
         for name, pool in config.pools.items():
             self.backends[name] = [
                 self._new_backend(name, b.address, b.weight, fresh=False) for b in pool.backends
             ]
+        self._refresh_affinity_state(config)
         self.snapshot = self._build(None)
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -148,7 +154,15 @@ class Controller:
                     )
         self.views = views
         self.generation += 1
-        return Snapshot(self.config, views, self.generation, previous)
+        return Snapshot(
+            self.config,
+            views,
+            self.generation,
+            previous,
+            self.backends,
+            self.tracking,
+            self.secrets,
+        )
 
     def publish(self) -> None:
         """Rebuild the snapshot from the current config and backend states, and swap it in."""
@@ -316,7 +330,7 @@ class Controller:
         backend.idle.clear()
         if abort:
             for conn in list(backend.live):
-                conn.abort()
+                conn.terminate(f"backend {backend.address} drain deadline passed")
 
     # -- operator actions --------------------------------------------------------------------
 
@@ -413,11 +427,14 @@ class Controller:
                 existing.config_weight = entry.weight
                 kept.append(existing)
             backends[name] = kept
+        for key in [k for k in self._removing if k not in old]:
+            del self._removing[key]  # the file lists it again: the pending removal is cancelled
         for backend in old.values():  # gone from the file: stop reusing their connections
             self._close_connections(backend, abort=False)
             self.trackers.pop((backend.pool, backend.address), None)
         self.config = config
         self.backends = backends
+        self._refresh_affinity_state(config, old_config)
         changed_health = {
             name
             for name, pool in config.pools.items()
@@ -446,6 +463,8 @@ class Controller:
             "in_flight": backend.in_flight,
             "requests_total": backend.requests_total,
             "failures_total": backend.failures_total,
+            "bytes_in": backend.bytes_in,
+            "bytes_out": backend.bytes_out,
             "ejected_for_s": round(max(0.0, backend.ejected_until - now), 3),
             "drain_deadline_in_s": (
                 round(max(0.0, backend.drain_deadline - now), 3)
@@ -508,6 +527,37 @@ class Controller:
             active = health.active
             self.trackers[(pool, backend.address)] = RiseFall(active.rise, active.fall, healthy)
         return backend
+
+    def _refresh_affinity_state(self, config: Config, old: Config | None = None) -> None:
+        """Per-pool state that outlives snapshots; kept across a reload while the pool's
+        affinity settings are unchanged (a sticky table survives an unrelated change)."""
+        for name, pool in config.pools.items():
+            previous = old.pools.get(name) if old is not None else None
+            if (
+                name not in self.tracking
+                or previous is None
+                or previous.sticky != pool.sticky
+                or previous.hash_key != pool.hash_key
+            ):
+                self.tracking[name] = PoolTracking(pool)
+            cookie = pool.sticky.cookie if pool.sticky is not None else None
+            if cookie is None:
+                self.secrets.pop(name, None)
+            elif cookie.secret is not None:
+                self.secrets[name] = cookie.secret.encode()
+            elif cookie.secret_env is not None:
+                self.secrets[name] = os.environ.get(cookie.secret_env, "").encode()
+            elif name not in self.secrets:
+                # no secret given: stickiness holds for this process only (said in the docs)
+                log.warning(
+                    "pool %s: sticky cookie without secret or secret_env: a random secret "
+                    "is used, so sessions do not survive a restart or span nodes",
+                    name,
+                )
+                self.secrets[name] = secrets.token_bytes(32)
+        for name in set(self.tracking) - set(config.pools):
+            del self.tracking[name]
+            self.secrets.pop(name, None)
 
     def _restart_checkers(self, pools: set[str] | None = None) -> None:
         """(Re)start the active probes of `pools` (all when None) from the current config."""

@@ -86,6 +86,8 @@ class Exchange:
         "started_at",
         "cancelled",
         "last_error",
+        "pinned",
+        "sticky",
     )
 
     def __init__(
@@ -137,6 +139,8 @@ class Exchange:
         self.started_at = time.perf_counter()
         self.cancelled = False
         self.last_error: ProxyError | None = None
+        self.pinned: BackendState | None = None  # the backend a sticky cookie or table named
+        self.sticky = ""  # "hit", "miss", "repin", or "" when the pool does not stick
 
     # -- the request side ------------------------------------------------------------------
 
@@ -152,14 +156,21 @@ class Exchange:
             return
         self.route = route
         pool = self.pool = snapshot.pools[route.pick_pool()]
+        affinity = pool.affinity
         self.plain = (
             self.keep_alive
             and not self.http10
             and req.method != "HEAD"
             and route.response_rewrite is None
+            and (affinity is None or affinity.cookie is None)
         )
         # the first attempt, inlined for the common case: a parked connection to the pick
-        backend = pool.balancer.pick(down.pick_ctx)
+        if affinity is None:
+            backend = pool.balancer.pick(down.pick_ctx)
+        else:
+            backend, self.pinned, self.sticky = affinity.pick(
+                pool.balancer, down.pick_ctx, req, down.client_ip
+            )
         if backend is not None and backend.idle:
             conn: UpstreamConnection = backend.idle.pop()
             if conn.is_usable():
@@ -391,6 +402,16 @@ class Exchange:
             raw = raw[:-2] + b"connection: keep-alive\r\n\r\n"
         elif flags & _ADD_CHUNKED:
             raw = raw[:-2] + b"transfer-encoding: chunked\r\n\r\n"
+        pool = self.pool
+        affinity = pool.affinity if pool is not None else None
+        backend = self.backend
+        if (
+            affinity is not None
+            and affinity.cookie is not None
+            and backend is not None
+            and backend is not self.pinned  # a new or moved session: (re)issue the cookie
+        ):
+            raw = raw[:-2] + affinity.cookie.set_cookie(backend) + b"\r\n"
         return raw
 
     def on_response_body(self, data: bytes) -> None:

@@ -357,6 +357,11 @@ class UpstreamConnection(asyncio.Protocol):
         if self.transport is not None and not self.transport.is_closing():
             self.transport.close()
 
+    def terminate(self, reason: str) -> None:
+        """Cut the connection for the control plane (a drain deadline passed): the exchange on
+        it, if any, fails as if the backend had reset it, so its client is answered or cut."""
+        self._fail(UpstreamReset(reason))
+
     def abort(self) -> None:
         """Drop the connection at once: its response was cut off, it can never be reused."""
         self.exchange = None
