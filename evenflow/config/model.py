@@ -449,10 +449,18 @@ class Pool(Model):
         "(default), or spread such requests round-robin.",
     )
     virtual_nodes: int = Field(
-        160, ge=1, le=10000, description="Ring points per backend (consistent_hash). 160."
+        160,
+        ge=1,
+        le=10000,
+        description="Ring points per unit of weight (consistent_hash, ip_hash), as nginx: a "
+        "backend of weight w gets round(virtual_nodes x w) points, at least 1. Default 160.",
     )
     table_size: int = Field(
-        65537, ge=7, description="Maglev lookup table size, a prime. Default 65537."
+        65537,
+        ge=7,
+        le=1_000_003,
+        description="Maglev lookup table size, a prime from 7 to 1000003 (building the table "
+        "takes time in proportion, on every membership change). Default 65537.",
     )
     bounded_load: float | None = Field(
         None,
@@ -495,6 +503,24 @@ class AccessLog(Model):
     )
 
 
+class Tracing(Model):
+    enabled: bool = Field(
+        True,
+        description="Propagate W3C trace context: forward traceparent with evenflow's span "
+        "(a new trace when the request has none). Default true.",
+    )
+    response_header: str | None = Field(
+        None,
+        description="Also answer the trace id to the client in this response header "
+        "(e.g. x-trace-id). Off by default.",
+    )
+
+    @field_validator("response_header")
+    @classmethod
+    def _header_name(cls, value: str | None) -> str | None:
+        return None if value is None else check_rewritable_name(value).lower()
+
+
 class Admin(Model):
     bind: Address = Field(description="Address of the admin API, /metrics and the dashboard.")
     token_env: str | None = Field(
@@ -511,6 +537,7 @@ class Config(Model):
         default_factory=AccessLog, description="Where and how each request is logged."
     )
     admin: Admin | None = Field(None, description="The admin API and dashboard; off if omitted.")
+    tracing: Tracing = Field(default_factory=Tracing, description="W3C trace context propagation.")
     drain_timeout: Duration = Field(
         15.0,
         description="On SIGTERM or SIGINT, how long in-flight requests may take to finish "

@@ -22,6 +22,7 @@ class ProxyError(Exception):
     status = 500
     retry_safe = False
     reason = "internal error"
+    kind = "internal"  # a short word for metrics labels and logs
 
     def __init__(self, detail: str = "") -> None:
         super().__init__(detail or self.reason)
@@ -32,42 +33,49 @@ class BadRequest(ProxyError):
     side = Side.DOWNSTREAM
     status = 400
     reason = "bad request"
+    kind = "bad_request"
 
 
 class VersionNotSupported(ProxyError):
     side = Side.DOWNSTREAM
     status = 505
     reason = "HTTP version not supported"
+    kind = "bad_version"
 
 
 class HeadersTooLarge(ProxyError):
     side = Side.DOWNSTREAM
     status = 431
     reason = "request header fields too large"
+    kind = "headers_too_large"
 
 
 class BodyTooLarge(ProxyError):
     side = Side.DOWNSTREAM
     status = 413
     reason = "request body too large"
+    kind = "body_too_large"
 
 
 class RequestTimeout(ProxyError):
     side = Side.DOWNSTREAM
     status = 408
     reason = "request header timeout"
+    kind = "client_timeout"
 
 
 class NoRoute(ProxyError):
     side = Side.DOWNSTREAM
     status = 404
     reason = "no route matches"
+    kind = "no_route"
 
 
 class NoBackend(ProxyError):
     side = Side.UPSTREAM
     status = 503
     reason = "no healthy backend"
+    kind = "no_backend"
 
 
 class ConnectFailed(ProxyError):
@@ -77,11 +85,13 @@ class ConnectFailed(ProxyError):
     status = 502
     retry_safe = True
     reason = "connect failed"
+    kind = "connect_failed"
 
 
 class ConnectTimeout(ConnectFailed):
     status = 504
     reason = "connect timeout"
+    kind = "connect_timeout"
 
 
 class UpstreamReset(ProxyError):
@@ -90,18 +100,21 @@ class UpstreamReset(ProxyError):
     side = Side.UPSTREAM
     status = 502
     reason = "upstream reset"
+    kind = "reset"
 
 
 class UpstreamTimeout(ProxyError):
     side = Side.UPSTREAM
     status = 504
     reason = "upstream response timeout"
+    kind = "timeout"
 
 
 class UpstreamProtocolError(ProxyError):
     side = Side.UPSTREAM
     status = 502
     reason = "invalid upstream response"
+    kind = "bad_response"
 
 
 def describe_os_error(exc: OSError) -> str:

@@ -1,8 +1,12 @@
-"""The access log: one line per request, formatted and written off the hot path.
+"""The access log, which is also the decision log: one line per request saying where it went
+and why (route, split branch, algorithm, hash key, stickiness, every attempt and why it
+failed, upstream timings, trace id).
 
-A finished exchange costs the data plane one tuple appended to a list. Lines are formatted and
-written in batches a few times a second; when the batch is full (the disk or pipe cannot keep up)
-further lines are counted as dropped and requests never wait.
+A finished exchange costs the data plane one tuple appended to a list: the exchange object
+itself is kept until the next flush, and lines are rendered and written in batches a few times
+a second. When the batch is full (the disk or pipe cannot keep up) further lines are counted
+as dropped and requests never wait. Secret keys (a cookie, an Authorization header) appear as
+a truncated hash, never as sent.
 """
 
 from __future__ import annotations
@@ -12,38 +16,20 @@ import json
 import logging
 import sys
 import time
-from typing import IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Any
 
-from evenflow.core.errors import ProxyError
+from evenflow.balancing.hashing import key_hash
 
 if TYPE_CHECKING:
     from evenflow.proxy.http1.exchange import Exchange
 
 log = logging.getLogger(__name__)
 
-# time, listener, client, method, target, host, status, bytes in, bytes out, duration (s),
-# route, pool, backend, attempts, failures, request id
-Row = tuple[
-    float,
-    str,
-    str,
-    str | None,
-    str | None,
-    str | None,
-    int,
-    int,
-    int,
-    float,
-    str | None,
-    str | None,
-    str | None,
-    int,
-    list[str],
-    bytes | None,
-]
-
 FLUSH_INTERVAL_S = 0.2
 MAX_PENDING_LINES = 20000  # ~ a few MB; past it lines are dropped, not queued without bound
+
+# (wall time, duration in seconds, listener, the finished exchange)
+Row = tuple[float, float, str, "Exchange"]
 
 
 class AccessLog:
@@ -55,6 +41,7 @@ class AccessLog:
         "_pending",
         "_flush_handle",
         "dropped",
+        "written",
     )
 
     def __init__(self, loop: asyncio.AbstractEventLoop, path: str, fmt: str = "json") -> None:
@@ -70,40 +57,20 @@ class AccessLog:
         )
         self._pending: list[Row | dict[str, object]] = []
         self._flush_handle: asyncio.TimerHandle | None = None
-        self.dropped = 0
+        self.dropped = 0  # lines lost because the log could not keep up (a metric)
+        self.written = 0
 
     def log_exchange(self, listener: str, ex: Exchange) -> None:
         pending = self._pending
         if len(pending) >= MAX_PENDING_LINES:
             self.dropped += 1
             return
-        req = ex.req
-        route = ex.route
-        pending.append(
-            (
-                time.time(),
-                listener,
-                req.client_ip,
-                req.method,
-                req.target,
-                req.host,
-                ex.status,
-                ex.bytes_in,
-                ex.bytes_out,
-                time.perf_counter() - ex.started_at,
-                route.name if route is not None else None,
-                ex.pool.name if ex.pool is not None else None,
-                ex.backend.address if ex.backend is not None else None,
-                ex.attempts,
-                ex.failures or [],
-                ex.request_id,
-            )
-        )
+        pending.append((time.time(), time.perf_counter() - ex.started_at, listener, ex))
         if self._flush_handle is None:
             self._flush_handle = self._loop.call_later(FLUSH_INTERVAL_S, self.flush)
 
     def log_record(self, record: dict[str, object]) -> None:
-        """A ready-made record (one tcp connection, one udp flow); `time` is added here."""
+        """A ready-made record (a refused request, a tcp connection, a udp flow)."""
         if len(self._pending) >= MAX_PENDING_LINES:
             self.dropped += 1
             return
@@ -112,48 +79,24 @@ class AccessLog:
         if self._flush_handle is None:
             self._flush_handle = self._loop.call_later(FLUSH_INTERVAL_S, self.flush)
 
-    def log_refused(self, listener: str, client_ip: str, error: ProxyError) -> None:
-        """A request refused before it could be parsed (400, 408, 431)."""
-        if len(self._pending) >= MAX_PENDING_LINES:
-            self.dropped += 1
-            return
-        self._pending.append(
-            (
-                time.time(),
-                listener,
-                client_ip,
-                None,
-                None,
-                None,
-                error.status,
-                0,
-                0,
-                0.0,
-                None,
-                None,
-                None,
-                0,
-                [error.detail],
-                None,
-            )
-        )
-        if self._flush_handle is None:
-            self._flush_handle = self._loop.call_later(FLUSH_INTERVAL_S, self.flush)
-
     def flush(self) -> None:
         self._flush_handle = None
         pending, self._pending = self._pending, []
         if not pending:
             return
-        render = self._json if self._format == "json" else self._combined
+        json_format = self._format == "json"
+        lines = []
+        for row in pending:
+            if isinstance(row, dict):
+                lines.append(render_record(row, json_format))
+            elif json_format:
+                lines.append(json.dumps(decision(*row), separators=(",", ":")) + "\n")
+            else:
+                lines.append(combined(*row))
         try:
-            self._stream.write(
-                "".join(
-                    _render_record(row, self._format) if isinstance(row, dict) else render(row)
-                    for row in pending
-                )
-            )
+            self._stream.write("".join(lines))
             self._stream.flush()
+            self.written += len(lines)
         except (OSError, ValueError) as exc:
             self.dropped += len(pending)
             log.warning("access log write failed, %d lines lost: %s", len(pending), exc)
@@ -165,65 +108,74 @@ class AccessLog:
         if self._owns_stream:
             self._stream.close()
 
-    @staticmethod
-    def _json(row: Row) -> str:
-        (
-            at,
-            listener,
-            client,
-            method,
-            target,
-            host,
-            status,
-            bytes_in,
-            bytes_out,
-            duration,
-            route,
-            pool,
-            backend,
-            attempts,
-            failures,
-            request_id,
-        ) = row
-        record: dict[str, object] = {
-            "time": _iso(at),
-            "listener": listener,
-            "client": client,
-            "method": method,
-            "path": target,
-            "host": host,
-            "status": status,
-            "bytes_in": bytes_in,
-            "bytes_out": bytes_out,
-            "duration_ms": round(duration * 1000, 3),
-            "route": route,
-            "pool": pool,
-            "backend": backend,
-            "attempts": attempts,
-        }
-        if failures:
-            record["failures"] = failures
-        if request_id is not None:
-            record["request_id"] = request_id.decode("latin-1")
-        return json.dumps(record, separators=(",", ":")) + "\n"
 
-    @staticmethod
-    def _combined(row: Row) -> str:
-        at, _, client, method, target, _, status, _, bytes_out = row[:9]
-        stamp = time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(at))
-        request = f"{method} {target} HTTP/1.1" if method else "-"
-        return f'{client} - - [{stamp}] "{request}" {status} {bytes_out} "-" "-"\n'
+def decision(at: float, duration: float, listener: str, ex: Exchange) -> dict[str, Any]:
+    """The JSON record of one request: what came in, where it went, and why."""
+    req = ex.req
+    route = ex.route
+    pool = ex.pool
+    record: dict[str, Any] = {
+        "time": iso(at),
+        "listener": listener,
+        "client": req.client_ip,
+        "method": req.method,
+        "path": req.target,
+        "host": req.host,
+        "status": ex.status,
+        "bytes_in": ex.bytes_in,
+        "bytes_out": ex.bytes_out,
+        "duration_ms": round(duration * 1000, 3),
+        "route": route.name if route is not None else None,
+        "pool": pool.name if pool is not None else None,
+        "backend": ex.backend.address if ex.backend is not None else None,
+        "attempts": ex.attempts,
+    }
+    if route is not None and route.is_split:
+        record["split"] = pool.name if pool is not None else None
+    if pool is not None:
+        record["algorithm"] = pool.algorithm
+    if ex.hash_key is not None:
+        # never the key itself: it may be a session cookie or a user id
+        record["hash_key"] = f"{key_hash(ex.hash_key) & 0xFFFFFFFFFFFF:012x}"
+    if ex.sticky:
+        record["sticky"] = ex.sticky
+    if ex.failures:
+        record["failures"] = ex.failures  # "backend: reason", one per failed attempt
+    if ex.connect_s:
+        record["connect_ms"] = round(ex.connect_s * 1000, 3)
+    if ex.ttfb:
+        record["ttfb_ms"] = round(ex.ttfb * 1000, 3)
+    record["request_id"] = ex.request_id.decode("latin-1")
+    if ex.trace_id:
+        record["trace_id"] = ex.trace_id.decode("latin-1")
+    return record
 
 
-def _render_record(record: dict[str, object], fmt: str) -> str:
+def combined(at: float, duration: float, listener: str, ex: Exchange) -> str:
+    """Apache's combined format: client, time, request line, status, bytes, referer, agent."""
+    req = ex.req
+    stamp = time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(at))
+    referer = (req.header(b"referer") or b"-").decode("latin-1")
+    agent = (req.header(b"user-agent") or b"-").decode("latin-1")
+    return (
+        f'{req.client_ip} - - [{stamp}] "{req.method} {req.target} HTTP/1.1" {ex.status} '
+        f'{ex.bytes_out} "{_quote(referer)}" "{_quote(agent)}"\n'
+    )
+
+
+def render_record(record: dict[str, object], as_json: bool) -> str:
     at = record.pop("time")
-    stamp = _iso(at if isinstance(at, float) else time.time())
-    if fmt == "json":
+    stamp = iso(at if isinstance(at, float) else time.time())
+    if as_json:
         return json.dumps({"time": stamp, **record}, separators=(",", ":")) + "\n"
     fields = " ".join(f"{key}={value}" for key, value in record.items() if value is not None)
     return f"{stamp} {fields}\n"
 
 
-def _iso(at: float) -> str:
+def _quote(text: str) -> str:
+    return text.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def iso(at: float) -> str:
     seconds = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(at))
     return f"{seconds}.{int(at * 1000) % 1000:03d}Z"

@@ -35,6 +35,7 @@ class CompiledRoute:
         "_weights",
         "_current",
         "_total",
+        "series",
     )
 
     def __init__(self, route: Route, index: int) -> None:
@@ -62,6 +63,8 @@ class CompiledRoute:
         self._total = sum(self._weights)
         self._pool = self._branches[0] if len(live) == 1 else None
         self.pools = tuple(dict.fromkeys(self._branches))  # distinct, in config order
+        # the data plane's metric series of this route, by backend (see observability/stats)
+        self.series: dict[object, object] = {}
 
     def pick_pool(self) -> str:
         """The pool for the next request; for a split it is also the branch label for logs.

@@ -24,6 +24,8 @@ from evenflow.core.address import join_host_port, split_host_port
 from evenflow.core.backend import Admin, BackendState, Health
 from evenflow.core.pool import PoolView, view
 from evenflow.health.state import RiseFall
+from evenflow.observability.hotspots import HotspotWatch, weight_shares
+from evenflow.observability.stats import SAMPLE_S, Registry
 from evenflow.runtime.snapshot import Snapshot
 from evenflow.sticky.affinity import PoolTracking
 
@@ -89,6 +91,8 @@ class Controller:
         self._probe_failures: dict[tuple[str, str], tuple[float, str]] = {}
         self._checkers: dict[str, Any] = {}  # pool → HealthChecker
         self.tracking: dict[str, PoolTracking] = {}  # pool → sticky table, hot-key sketches
+        self.stats = Registry()  # metric series: the data plane moves them, /metrics reads
+        self._last_sample = 0.0
         self.secrets: dict[str, bytes] = {}  # pool → the key that signs its sticky cookies
         self._tick: asyncio.TimerHandle | None = None
         self.listeners_bound = False
@@ -98,6 +102,8 @@ class Controller:
             ]
         self._refresh_affinity_state(config)
         self.snapshot = self._build(None)
+        self.hotspots = HotspotWatch()  # recent shares per backend, heavy hitters, NAT suspects
+        self.hotspots.tick(self.clock(), self.backends, self.tracking)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -232,6 +238,7 @@ class Controller:
             backend.consecutive_failures = 0
             return
         backend.ejections += 1
+        self.stats.backend_series(backend.pool, backend.address).ejections += 1
         duration = min(policy.ejection_time * backend.ejections, policy.max_ejection_time)
         backend.ejected_until = now + duration
         reason_text = (
@@ -287,9 +294,13 @@ class Controller:
     # -- housekeeping ------------------------------------------------------------------------
 
     def housekeeping(self) -> None:
-        """Periodic: end ejections, advance slow starts, enforce drain deadlines, remove."""
+        """Periodic: end ejections, advance slow starts, enforce drain deadlines, remove;
+        and remember metric totals for rates and recent quantiles."""
         now = self.clock()
         changed = False
+        if now - self._last_sample >= SAMPLE_S:
+            self._last_sample = now
+            self.stats.sample(now)
         for name, backends in self.backends.items():
             policy = self.config.pools[name].health.passive
             for backend in backends:
@@ -309,6 +320,7 @@ class Controller:
                     self._close_connections(backend, abort=True)
             if self.views.get(name) is not None and self.views[name].ramping:
                 changed = True
+        self.hotspots.tick(now, self.backends, self.tracking)
         for key, deadline in list(self._removing.items()):
             leaving = self._find(*key)
             if leaving is None:
@@ -491,6 +503,26 @@ class Controller:
             "usable": len(pool_view.usable) if pool_view else 0,
             "backends": [self.describe_backend(b) for b in self.backends[name]],
         }
+
+    def describe_hotspots(self, name: str) -> dict[str, Any]:
+        """Pool `name`'s hot spots: each backend's recent share against its expected share (the
+        balancer's table for hashing pools, else effective weight), the heaviest keys and client
+        addresses, NAT suspects and sticky counters (see observability/hotspots.py)."""
+        if name not in self.backends:
+            raise ActionError(404, f"no pool {name!r}")
+        runtime = self.snapshot.pools[name]
+        table_shares = getattr(runtime.balancer, "expected_shares", None)
+        expected: dict[BackendState, float] = (
+            table_shares() if table_shares is not None else weight_shares(self.views[name].usable)
+        )
+        return self.hotspots.describe(
+            name,
+            self.config.pools[name],
+            self.backends[name],
+            expected,
+            self.tracking[name],
+            self.clock(),
+        )
 
     def describe_pools(self) -> list[dict[str, Any]]:
         return [self.describe_pool(name) for name in self.backends]

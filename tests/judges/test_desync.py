@@ -65,7 +65,14 @@ CHUNKED_PAYLOAD = b"hello"
 HOP_BY_HOP = frozenset((b"connection", b"keep-alive", b"te", b"trailer", b"upgrade"))
 FRAMING = frozenset((b"transfer-encoding", b"content-length"))
 ADDED_BY_EVENFLOW = frozenset(
-    (b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"via", b"x-request-id")
+    (
+        b"x-forwarded-for",
+        b"x-forwarded-proto",
+        b"x-forwarded-host",
+        b"via",
+        b"x-request-id",
+        b"traceparent",
+    )
 )
 OWS = b" \t"
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 from collections import deque
 from typing import TYPE_CHECKING, Protocol, cast
 
@@ -26,6 +27,7 @@ from evenflow.core.errors import (
     VersionNotSupported,
 )
 from evenflow.core.request import RequestHead
+from evenflow.observability.stats import Registry, RequestStats
 from evenflow.proxy.http1 import heads
 from evenflow.proxy.http1.exchange import Exchange
 from evenflow.proxy.watchdog import Watchdog, periods
@@ -45,6 +47,9 @@ class SnapshotSource(Protocol):
     @property
     def snapshot(self) -> Snapshot: ...
 
+    @property
+    def stats(self) -> Registry: ...
+
     def report_failure(self, backend: BackendState, reason: str) -> None: ...
 
 
@@ -60,6 +65,11 @@ class HttpListenerContext:
         "access_log",
         "scheme",
         "closing",
+        "stats",
+        "unrouted",
+        "opened",
+        "tracing",
+        "trace_header",
         "_rid_prefix",
         "_rid_counter",
     )
@@ -83,6 +93,12 @@ class HttpListenerContext:
         self.access_log = access_log
         self.scheme = scheme
         self.closing = False
+        self.stats: Registry = source.stats
+        self.unrouted: dict[object, object] = {}  # metric series of requests no route matched
+        self.opened = 0  # client connections accepted
+        tracing = source.snapshot.config.tracing
+        self.tracing = tracing.enabled
+        self.trace_header = tracing.response_header
         # request ids: a random per-process prefix and a counter; unique, cheap, not secret
         self._rid_prefix = os.urandom(6).hex().encode()
         self._rid_counter = 0
@@ -116,10 +132,12 @@ _REQUEST_SPECIAL = frozenset(
         b"x-forwarded-proto",
         b"x-forwarded-host",
         b"x-request-id",
+        b"traceparent",
     )
 )
 _REBUILD_TRIGGERS = frozenset(
     (
+        b"traceparent",  # replaced by evenflow's span
         b"connection",
         b"keep-alive",
         b"te",
@@ -184,6 +202,7 @@ class DownstreamConnection(asyncio.Protocol):
         "pick_ctx",
         "forwarded_lines",
         "scheme_bytes",
+        "tracing",
         "watchdog",
         "_begun",
         "_bytes_in",
@@ -217,6 +236,7 @@ class DownstreamConnection(asyncio.Protocol):
         "_special",
         "_content_length",
         "_request_id",
+        "_traceparent",
         "_trailers",
         "_receiving",
     )
@@ -234,6 +254,7 @@ class DownstreamConnection(asyncio.Protocol):
         self.pick_ctx = PickContext()
         self.forwarded_lines = b""
         self.scheme_bytes = ctx.scheme.encode()
+        self.tracing = ctx.tracing
         self.watchdog: Watchdog | None = None  # made in connection_made, with the timeouts
         self._begun = 0  # requests begun on this connection
         self._bytes_in = 0  # bytes received on this connection
@@ -261,6 +282,7 @@ class DownstreamConnection(asyncio.Protocol):
         self._special = 0  # _REBUILD | _CHUNKED | _HOST_TWICE
         self._content_length = 0
         self._request_id: bytes | None = None
+        self._traceparent: bytes | None = None
         self._trailers: list[tuple[bytes, bytes]] | None = None
         self._receiving: Exchange | None = None
 
@@ -286,6 +308,7 @@ class DownstreamConnection(asyncio.Protocol):
         self.body_timeout_s = listener.timeouts.body
         ctx = self.ctx
         ctx.connections.add(self)
+        ctx.opened += 1
         limit = listener.limits.max_connections
         if ctx.closing or len(ctx.connections) > 2 * limit:
             # far over the limit: say so and go, rather than let one listener exhaust the process
@@ -381,6 +404,7 @@ class DownstreamConnection(asyncio.Protocol):
         self._special = 0
         self._content_length = 0
         self._request_id = None
+        self._traceparent = None
         self._trailers = None
         self._begun += 1
 
@@ -407,6 +431,8 @@ class DownstreamConnection(asyncio.Protocol):
     def _special_header(self, lname: bytes, value: bytes) -> None:
         if lname in _REBUILD_TRIGGERS:
             self._special |= _REBUILD
+            if lname == b"traceparent":
+                self._traceparent = value
         elif lname == b"transfer-encoding":
             # checked as a whole list once the head is complete (several lines are one list)
             self._special |= _CHUNKED
@@ -454,6 +480,7 @@ class DownstreamConnection(asyncio.Protocol):
             raw_head,
             host_raw,
             self._request_id,
+            self._traceparent,
             http10,
             chunked,
             parser.should_keep_alive(),
@@ -732,6 +759,28 @@ class DownstreamConnection(asyncio.Protocol):
             transport.close()
 
     def _log(self, exchange: Exchange) -> None:
+        """Count the finished exchange in the metrics, and log its line."""
+        route = exchange.route
+        cache = route.series if route is not None else self.ctx.unrouted
+        backend = exchange.backend
+        key: object = backend if backend is not None else exchange.pool
+        series = cache.get(key)
+        if series is None:
+            pool = exchange.pool
+            series = cache[key] = self.ctx.stats.request_series(
+                self.listener_name,
+                route.name if route is not None else "",
+                pool.name if pool is not None else "",
+                backend.address if backend is not None else "",
+            )
+        assert isinstance(series, RequestStats)
+        status = exchange.status
+        series.classes[status // 100 if 100 <= status < 600 else 0] += 1
+        series.bytes_in += exchange.bytes_in
+        series.bytes_out += exchange.bytes_out
+        series.duration.observe(time.perf_counter() - exchange.started_at)
+        if exchange.ttfb:
+            series.ttfb.observe(exchange.ttfb)
         access_log = self.ctx.access_log
         if access_log is not None:
             access_log.log_exchange(self.listener_name, exchange)
@@ -739,4 +788,22 @@ class DownstreamConnection(asyncio.Protocol):
     def _log_error(self, error: ProxyError) -> None:
         access_log = self.ctx.access_log
         if access_log is not None:
-            access_log.log_refused(self.listener_name, self.client_ip, error)
+            # the same fields as any request line, so log readers need no special case
+            access_log.log_record(
+                {
+                    "listener": self.listener_name,
+                    "client": self.client_ip,
+                    "method": None,
+                    "path": None,
+                    "host": None,
+                    "status": error.status,
+                    "bytes_in": 0,
+                    "bytes_out": 0,
+                    "duration_ms": 0.0,
+                    "route": None,
+                    "pool": None,
+                    "backend": None,
+                    "attempts": 0,
+                    "failures": [error.detail],
+                }
+            )

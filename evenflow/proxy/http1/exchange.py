@@ -21,6 +21,12 @@ from typing import TYPE_CHECKING
 from evenflow.core.backend import BackendState
 from evenflow.core.errors import BodyTooLarge, NoBackend, NoRoute, ProxyError
 from evenflow.core.request import RequestHead
+from evenflow.observability.tracing import (
+    new_span_id,
+    new_trace_id,
+    parse_traceparent,
+    traceparent,
+)
 from evenflow.proxy.http1 import heads
 from evenflow.proxy.http1.framing import BODY_CHUNKED, BODY_NONE, BODY_RAW
 from evenflow.proxy.http1.response_head import (
@@ -60,6 +66,9 @@ class Exchange:
         "host_raw",
         "request_id",
         "request_id_given",
+        "trace_id",
+        "traceparent",
+        "hash_key",
         "http10",
         "chunked_request",
         "keep_alive",
@@ -88,6 +97,8 @@ class Exchange:
         "last_error",
         "pinned",
         "sticky",
+        "ttfb",
+        "connect_s",
     )
 
     def __init__(
@@ -97,6 +108,7 @@ class Exchange:
         raw_head: bytes | None,
         host_raw: bytes,
         request_id: bytes | None,
+        traceparent_in: bytes | None,
         http10: bool,
         chunked_request: bool,
         keep_alive: bool,
@@ -110,6 +122,16 @@ class Exchange:
         # the client's X-Request-Id (forwarded as it came), or one evenflow made up
         self.request_id = request_id or down.ctx.next_request_id()
         self.request_id_given = request_id is not None
+        # W3C trace context: the client's trace continues with evenflow's span, or one starts
+        self.trace_id = b""
+        self.traceparent = b""
+        if down.tracing:
+            parsed = parse_traceparent(traceparent_in) if traceparent_in else None
+            if parsed is None:
+                self.trace_id, flags = new_trace_id(), b"01"
+            else:
+                self.trace_id, _, flags = parsed
+            self.traceparent = traceparent(self.trace_id, new_span_id(), flags)
         self.http10 = http10
         self.chunked_request = chunked_request
         self.keep_alive = keep_alive  # the client wants the connection kept open
@@ -141,6 +163,9 @@ class Exchange:
         self.last_error: ProxyError | None = None
         self.pinned: BackendState | None = None  # the backend a sticky cookie or table named
         self.sticky = ""  # "hit", "miss", "repin", or "" when the pool does not stick
+        self.hash_key: bytes | None = None  # what the pool's hashing keyed on (decision log)
+        self.ttfb = 0.0  # seconds from the request head to the response head
+        self.connect_s = 0.0  # seconds the last new backend connection took (0: reused)
 
     # -- the request side ------------------------------------------------------------------
 
@@ -163,6 +188,7 @@ class Exchange:
             and req.method != "HEAD"
             and route.response_rewrite is None
             and (affinity is None or affinity.cookie is None)
+            and down.ctx.trace_header is None
         )
         # the first attempt, inlined for the common case: a parked connection to the pick
         if affinity is None:
@@ -171,6 +197,7 @@ class Exchange:
             backend, self.pinned, self.sticky = affinity.pick(
                 pool.balancer, down.pick_ctx, req, down.client_ip
             )
+            self.hash_key = down.pick_ctx.hash_key
         if backend is not None and backend.idle:
             conn: UpstreamConnection = backend.idle.pop()
             if conn.is_usable():
@@ -256,7 +283,8 @@ class Exchange:
             )
         )
         timer = loop.call_later(pool.connect_timeout_s, task.cancel)
-        task.add_done_callback(lambda t: self._on_connected(t, timer, backend, pool))
+        started = time.perf_counter()
+        task.add_done_callback(lambda t: self._on_connected(t, timer, backend, pool, started))
 
     def _on_connected(
         self,
@@ -264,6 +292,7 @@ class Exchange:
         timer: asyncio.TimerHandle,
         backend: BackendState,
         pool: PoolRuntime,
+        started: float,
     ) -> None:
         timer.cancel()
         exc = None if task.cancelled() else task.exception()
@@ -275,6 +304,10 @@ class Exchange:
                 self._retry_or_fail(error, sent=False)
             return
         conn = task.result()[1]
+        self.connect_s = time.perf_counter() - started
+        self.down.ctx.stats.backend_series(pool.name, backend.address).connect.observe(
+            self.connect_s
+        )
         if self.cancelled:
             backend.in_flight -= 1
             conn.release(reusable=True)
@@ -288,13 +321,13 @@ class Exchange:
         route = self.route
         if raw is not None and route is not None and route.request_rewrite is None:
             # the client's head as sent, with evenflow's lines spliced in before the blank line
-            if self.request_id_given:
-                tail = b"\r\n\r\n"
-            else:
-                tail = b"\r\nx-request-id: " + self.request_id + b"\r\n\r\n"
-            head = b"".join(
-                (raw[:-2], down.forwarded_lines, b"x-forwarded-host: ", self.host_raw, tail)
-            )
+            lines = [raw[:-2], down.forwarded_lines, b"x-forwarded-host: ", self.host_raw, b"\r\n"]
+            if not self.request_id_given:
+                lines += (b"x-request-id: ", self.request_id, b"\r\n")
+            if self.traceparent:
+                lines += (b"traceparent: ", self.traceparent, b"\r\n")
+            lines.append(b"\r\n")
+            head = b"".join(lines)
         else:
             head = self._rebuilt_request_head()
         held = self.held
@@ -323,6 +356,9 @@ class Exchange:
         )
         self.last_error = error
         if may_retry:
+            retries = self.down.ctx.stats.backend_series(pool.name, backend.address).retries
+            kind = error.kind
+            retries[kind] = retries.get(kind, 0) + 1
             self._attempt()
         else:
             self.fail(error)
@@ -348,6 +384,7 @@ class Exchange:
 
     def on_response_head(self, status: int, raw: bytes, flags: int) -> bytes:
         """The head to send the client (`raw` itself when unchanged); sets `body_mode`."""
+        self.ttfb = time.perf_counter() - self.started_at
         self.status = status
         self.response_started = True
         down = self.down
@@ -412,6 +449,9 @@ class Exchange:
             and backend is not self.pinned  # a new or moved session: (re)issue the cookie
         ):
             raw = raw[:-2] + affinity.cookie.set_cookie(backend) + b"\r\n"
+        trace_header = down.ctx.trace_header
+        if trace_header is not None and self.trace_id:
+            raw = raw[:-2] + b"%s: %s\r\n\r\n" % (trace_header.encode(), self.trace_id)
         return raw
 
     def on_response_body(self, data: bytes) -> None:
@@ -535,6 +575,9 @@ class Exchange:
         ]
         if not self.request_id_given:
             forwarded.append((b"x-request-id", self.request_id))
+        if self.traceparent:
+            kept = [(n, v) for n, v in kept if n != b"traceparent"]
+            forwarded.append((b"traceparent", self.traceparent))
         line = b"%s %s HTTP/1.1\r\n" % (req.method.encode("latin-1"), req.target.encode("latin-1"))
         return b"".join(
             (line, heads.serialize_headers(kept), heads.serialize_headers(forwarded), b"\r\n")

@@ -1,0 +1,172 @@
+"""Counters and histograms the data plane moves per request, read when someone scrapes.
+
+The hot path only adds integers: one `RequestStats` per (listener, route, pool, backend) is
+found through a dict keyed by the backend object cached on the route, then a status-class
+counter, two byte counters and two histogram buckets move. Everything that costs (labels,
+text, quantiles, rates) happens when /metrics or the dashboard asks.
+
+Series live in a registry the control plane owns, keyed by names, so a reload (which rebuilds
+routes) does not reset a counter Prometheus is graphing.
+"""
+
+from __future__ import annotations
+
+import time
+from bisect import bisect_left
+from collections import deque
+
+# request duration, time to first byte and connect time: 0.5 ms to 30 s (then +Inf)
+BUCKETS_S = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+)
+_FLOOR = BUCKETS_S  # bisect over the bounds: index len(BUCKETS_S) is the +Inf bucket
+
+
+class Histogram:
+    """Cumulative-on-read bucket counts and a sum, Prometheus style."""
+
+    __slots__ = ("counts", "sum")
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(BUCKETS_S) + 1)
+        self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect_left(_FLOOR, value)] += 1
+        self.sum += value
+
+    @property
+    def count(self) -> int:
+        return sum(self.counts)
+
+    def copy(self) -> Histogram:
+        other = Histogram()
+        other.counts = list(self.counts)
+        other.sum = self.sum
+        return other
+
+
+def quantile(counts: list[int], q: float) -> float | None:
+    """The q-quantile (0..1) of bucketed observations, interpolated within its bucket (as
+    Prometheus' histogram_quantile does); None without observations."""
+    total = sum(counts)
+    if total == 0:
+        return None
+    rank = q * total
+    seen = 0
+    for index, count in enumerate(counts):
+        if seen + count >= rank and count:
+            low = BUCKETS_S[index - 1] if index > 0 else 0.0
+            high = BUCKETS_S[index] if index < len(BUCKETS_S) else BUCKETS_S[-1]
+            return low + (high - low) * (rank - seen) / count
+        seen += count
+    return BUCKETS_S[-1]
+
+
+class RequestStats:
+    """One (listener, route, pool, backend) series of HTTP requests."""
+
+    __slots__ = ("labels", "classes", "bytes_in", "bytes_out", "duration", "ttfb")
+
+    def __init__(self, labels: tuple[str, str, str, str]) -> None:
+        self.labels = labels  # listener, route, pool, backend ("" when none was picked)
+        self.classes = [0] * 6  # by status // 100: 0 (no response), 1xx .. 5xx
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.duration = Histogram()
+        self.ttfb = Histogram()
+
+
+class BackendStats:
+    """Per backend: how long connecting takes, and what went wrong."""
+
+    __slots__ = ("connect", "retries", "ejections")
+
+    def __init__(self) -> None:
+        self.connect = Histogram()
+        self.retries: dict[str, int] = {}  # reason → retries it caused
+        self.ejections = 0
+
+
+class Registry:
+    """Every series, by name; owned by the control plane, survives reloads."""
+
+    __slots__ = ("requests", "backends", "history")
+
+    def __init__(self) -> None:
+        self.requests: dict[tuple[str, str, str, str], RequestStats] = {}
+        self.backends: dict[tuple[str, str], BackendStats] = {}
+        # (time, {labels: (requests, duration histogram copy)}) every SAMPLE_S, for rates and
+        # recent quantiles on the dashboard; bounded to HISTORY_S
+        self.history: deque[tuple[float, dict[tuple[str, str, str, str], tuple[int, Histogram]]]]
+        self.history = deque(maxlen=HISTORY_S // SAMPLE_S + 1)
+
+    def request_series(self, listener: str, route: str, pool: str, backend: str) -> RequestStats:
+        key = (listener, route, pool, backend)
+        series = self.requests.get(key)
+        if series is None:
+            series = self.requests[key] = RequestStats(key)
+        return series
+
+    def backend_series(self, pool: str, address: str) -> BackendStats:
+        key = (pool, address)
+        series = self.backends.get(key)
+        if series is None:
+            series = self.backends[key] = BackendStats()
+        return series
+
+    def sample(self, now: float | None = None) -> None:
+        """Remember the totals now (called every SAMPLE_S by the control plane)."""
+        self.history.append(
+            (
+                time.monotonic() if now is None else now,
+                {key: (sum(s.classes), s.duration.copy()) for key, s in self.requests.items()},
+            )
+        )
+
+    def recent(self, window_s: float = 60.0) -> dict[tuple[str, str, str, str], RecentStats]:
+        """Per series over about the last `window_s`: requests/s and duration quantiles."""
+        if len(self.history) < 2:
+            return {}
+        newest_at, newest = self.history[-1]
+        oldest_at, oldest = self.history[0]
+        for at, totals in self.history:
+            if newest_at - at <= window_s:
+                oldest_at, oldest = at, totals
+                break
+        span = max(newest_at - oldest_at, 1e-9)
+        result = {}
+        for key, (count, hist) in newest.items():
+            before_count, before_hist = oldest.get(key, (0, Histogram()))
+            counts = [a - b for a, b in zip(hist.counts, before_hist.counts, strict=True)]
+            result[key] = RecentStats(
+                (count - before_count) / span, quantile(counts, 0.5), quantile(counts, 0.99)
+            )
+        return result
+
+
+class RecentStats:
+    __slots__ = ("rate", "p50", "p99")
+
+    def __init__(self, rate: float, p50: float | None, p99: float | None) -> None:
+        self.rate = rate  # requests per second
+        self.p50 = p50  # seconds
+        self.p99 = p99
+
+
+SAMPLE_S = 5  # how often totals are remembered for rates and recent quantiles
+HISTORY_S = 300  # how far back (the dashboard shows the last minutes)
