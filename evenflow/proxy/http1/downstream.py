@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Protocol, cast
 import httptools
 
 from evenflow.balancing.base import PickContext
+from evenflow.core.backend import BackendState
 from evenflow.core.errors import (
     BadRequest,
     BodyTooLarge,
@@ -30,10 +31,10 @@ from evenflow.core.request import RequestHead
 from evenflow.observability.stats import Registry, RequestStats
 from evenflow.proxy.http1 import heads
 from evenflow.proxy.http1.exchange import Exchange
+from evenflow.proxy.tunnel import Tunnel
 from evenflow.proxy.watchdog import Watchdog, periods
 
 if TYPE_CHECKING:
-    from evenflow.core.backend import BackendState
     from evenflow.observability.access_log import AccessLog
     from evenflow.runtime.snapshot import Snapshot
 
@@ -186,6 +187,7 @@ def check_transfer_codings(values: list[bytes], http10: bool) -> None:
 
 _METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH")}
 _NO_BODY_METHODS = frozenset(("GET", "HEAD"))
+_TUNNEL_HOLD_BYTES = 64 * 1024  # client bytes held while a WebSocket handshake is answered
 _LINGER_S = 2.0  # after an error, how long unread client bytes are drained before closing
 
 
@@ -237,6 +239,8 @@ class DownstreamConnection(asyncio.Protocol):
         "_content_length",
         "_request_id",
         "_traceparent",
+        "_upgrade",
+        "_tunnel_bytes",
         "_trailers",
         "_receiving",
     )
@@ -283,6 +287,9 @@ class DownstreamConnection(asyncio.Protocol):
         self._content_length = 0
         self._request_id: bytes | None = None
         self._traceparent: bytes | None = None
+        self._upgrade: bytes | None = None
+        # bytes a client sent after its WebSocket handshake, before the backend's 101
+        self._tunnel_bytes: list[bytes] | None = None
         self._trailers: list[tuple[bytes, bytes]] | None = None
         self._receiving: Exchange | None = None
 
@@ -364,6 +371,9 @@ class DownstreamConnection(asyncio.Protocol):
         if self._discard:
             return
         self._bytes_in += len(data)
+        if self._tunnel_bytes is not None:
+            self._hold_tunnel_bytes(data)  # waiting for the backend's answer to the handshake
+            return
         if not self._in_message:
             self._boundary = True
         elif self._in_head:
@@ -405,6 +415,7 @@ class DownstreamConnection(asyncio.Protocol):
         self._content_length = 0
         self._request_id = None
         self._traceparent = None
+        self._upgrade = None
         self._trailers = None
         self._begun += 1
 
@@ -433,6 +444,8 @@ class DownstreamConnection(asyncio.Protocol):
             self._special |= _REBUILD
             if lname == b"traceparent":
                 self._traceparent = value
+            elif lname == b"upgrade":
+                self._upgrade = value
         elif lname == b"transfer-encoding":
             # checked as a whole list once the head is complete (several lines are one list)
             self._special |= _CHUNKED
@@ -486,6 +499,13 @@ class DownstreamConnection(asyncio.Protocol):
             parser.should_keep_alive(),
         )
         self._receiving = exchange
+        if (
+            self._upgrade is not None
+            and self._upgrade.strip().lower() == b"websocket"
+            and method == "GET"
+            and parser.should_upgrade()
+        ):
+            exchange.upgrade = b"websocket"  # forwarded with Connection: upgrade (RFC 6455)
         if chunked:
             self._trailers = []
         if (
@@ -604,6 +624,13 @@ class DownstreamConnection(asyncio.Protocol):
             return
         self.current = None
         self._log(exchange)
+        if self._tunnel_bytes is not None:
+            # the backend declined the WebSocket handshake: what the client sent after it is
+            # HTTP again (or nothing), parsed once this answer is out
+            held, self._tunnel_bytes = self._tunnel_bytes, None
+            self._resume(_PAUSE_HOLD)
+            if held and not exchange.close_after:
+                self.loop.call_soon(self._replay, held)
         if self._closed:
             return
         if exchange.close_after:
@@ -658,11 +685,64 @@ class DownstreamConnection(asyncio.Protocol):
         raise BadRequest("unsupported request target form")
 
     def _after_upgrade_request(self, data: bytes, offset: int) -> None:
-        # llhttp stopped after an Upgrade request; evenflow forwards it as a plain request
-        # (Upgrade is hop-by-hop and was removed), so the bytes after it are the next request
         rest = data[offset:]
+        last = self.queue[-1] if self.queue else self.current
+        if last is not None and last.upgrade and not self._discard:
+            # a WebSocket handshake: what follows belongs to the new protocol, held until the
+            # backend agrees (101) or declines (then it is parsed as HTTP again)
+            self._tunnel_bytes = []
+            if rest:
+                self._hold_tunnel_bytes(rest)
+            return
+        # any other Upgrade was removed (hop-by-hop): the request is a plain one, and the
+        # bytes after it are the next request
         if rest and not self._discard:
             self.data_received(rest)
+
+    def _replay(self, held: list[bytes]) -> None:
+        for data in held:
+            if self._closed or self._discard:
+                return
+            self.data_received(data)
+
+    def _hold_tunnel_bytes(self, data: bytes) -> None:
+        held = self._tunnel_bytes
+        assert held is not None
+        held.append(data)
+        if sum(map(len, held)) > _TUNNEL_HOLD_BYTES and self.transport is not None:
+            self._pause(_PAUSE_HOLD)
+
+    def start_tunnel(
+        self, exchange: Exchange, backend_transport: asyncio.Transport, backend: BackendState
+    ) -> Tunnel | None:
+        """Hand this connection and the backend's to a byte tunnel (after a 101)."""
+        transport = self.transport
+        if transport is None or self._closed or transport.is_closing():
+            return None
+        if self.watchdog is not None:
+            self.watchdog.stop()
+        held, self._tunnel_bytes = self._tunnel_bytes or [], None
+        tunnel = Tunnel(
+            transport,
+            backend_transport,
+            backend,
+            self.idle_timeout_s,
+            self.loop,
+            lambda t, reason: self._on_tunnel_end(exchange, t, reason),
+        )
+        for data in held:
+            tunnel.bytes_up += len(data)
+            backend_transport.write(data)
+        return tunnel
+
+    def _on_tunnel_end(self, exchange: Exchange, tunnel: Tunnel, reason: str) -> None:
+        exchange.on_tunnel_end(tunnel, reason)
+        self._closed = True
+        self._write_closed = True
+        self.ctx.connections.discard(self)
+        if self.current is exchange:
+            self.current = None
+        self._log(exchange)
 
     def _on_bad_input(self, error: ProxyError) -> None:
         if self._discard:

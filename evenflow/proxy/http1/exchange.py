@@ -43,6 +43,7 @@ from evenflow.proxy.http1.upstream import UpstreamConnection, connect_error
 
 if TYPE_CHECKING:
     from evenflow.proxy.http1.downstream import DownstreamConnection
+    from evenflow.proxy.tunnel import Tunnel
     from evenflow.routing.table import CompiledRoute
     from evenflow.runtime.snapshot import PoolRuntime
 
@@ -99,6 +100,7 @@ class Exchange:
         "sticky",
         "ttfb",
         "connect_s",
+        "upgrade",
     )
 
     def __init__(
@@ -166,6 +168,9 @@ class Exchange:
         self.hash_key: bytes | None = None  # what the pool's hashing keyed on (decision log)
         self.ttfb = 0.0  # seconds from the request head to the response head
         self.connect_s = 0.0  # seconds the last new backend connection took (0: reused)
+        # the protocol a WebSocket handshake asks to switch to (b"websocket"), forwarded with
+        # its Connection: upgrade; set by the client connection for GETs that ask for it
+        self.upgrade: bytes | None = None
 
     # -- the request side ------------------------------------------------------------------
 
@@ -189,6 +194,7 @@ class Exchange:
             and route.response_rewrite is None
             and (affinity is None or affinity.cookie is None)
             and down.ctx.trace_header is None
+            and self.upgrade is None
         )
         # the first attempt, inlined for the common case: a parked connection to the pick
         if affinity is None:
@@ -388,6 +394,10 @@ class Exchange:
         self.status = status
         self.response_started = True
         down = self.down
+        if status == 101:
+            # the handshake's answer: Connection and Upgrade go through as the backend sent
+            self.body_mode = BODY_NONE
+            return raw
         if (
             self.plain
             and flags & HAS_LENGTH
@@ -502,6 +512,33 @@ class Exchange:
             error.retry_safe = True  # RFC 9112 §9.3.1: a reused connection may have been closed
         self._retry_or_fail(error, sent=True)
 
+    def on_switching_protocols(self, backend_transport: asyncio.Transport, rest: bytes) -> None:
+        """The backend answered 101: from now on both connections are one byte tunnel."""
+        backend = self.backend
+        assert backend is not None
+        self.upstream = None
+        tunnel = self.down.start_tunnel(self, backend_transport, backend)
+        if tunnel is None:
+            backend_transport.abort()  # the client left meanwhile
+            backend.in_flight -= 1
+            backend.active_connections -= 1
+            return
+        if rest:
+            tunnel.bytes_down += len(rest)
+            tunnel.client.transport.write(rest)
+
+    def on_tunnel_end(self, tunnel: Tunnel, reason: str) -> None:
+        """The upgraded connection is over: it counted as one long request, now it ends."""
+        backend = self.backend
+        if backend is not None:
+            backend.in_flight -= 1
+            backend.active_connections -= 1
+        self.bytes_in += tunnel.bytes_up
+        self.bytes_out += tunnel.bytes_down
+        if reason in ("timeout", "reset", "drain"):
+            self.add_failure(f"tunnel ended: {reason}")
+        self.response_done = True
+
     def on_upstream_write_paused(self) -> None:
         self.down.pause_reading_for_backpressure()
 
@@ -575,6 +612,9 @@ class Exchange:
         ]
         if not self.request_id_given:
             forwarded.append((b"x-request-id", self.request_id))
+        if self.upgrade:
+            # RFC 9110 §7.8: hop-by-hop, but the handshake needs them on every hop
+            forwarded += [(b"connection", b"upgrade"), (b"upgrade", self.upgrade)]
         if self.traceparent:
             kept = [(n, v) for n, v in kept if n != b"traceparent"]
             forwarded.append((b"traceparent", self.traceparent))

@@ -29,7 +29,7 @@ from evenflow.core.errors import (
     UpstreamTimeout,
     describe_os_error,
 )
-from evenflow.proxy.http1.framing import BODY_RAW
+from evenflow.proxy.http1.framing import BODY_NONE, BODY_RAW
 from evenflow.proxy.http1.response_head import BACKEND_CLOSES, CHUNKED, HAS_LENGTH, analyze
 from evenflow.proxy.watchdog import Watchdog, periods
 
@@ -93,6 +93,7 @@ class UpstreamConnection(asyncio.Protocol):
         "_replaying",
         "_is_head",
         "_interim",
+        "_switching",
         "_received",
         "_uses",
         "_last_check",
@@ -136,6 +137,7 @@ class UpstreamConnection(asyncio.Protocol):
         self._replaying = False  # the body-aware parser is re-reading a head already handled
         self._is_head = False
         self._interim = False
+        self._switching = False  # a 101 was answered: the connection becomes a tunnel
         self._received = 0  # response bytes seen for the current exchange
         self._uses = 0  # exchanges carried: moves on every send
         self._last_check = (0, 0)  # (_uses, _received) at the previous watchdog check
@@ -219,10 +221,26 @@ class UpstreamConnection(asyncio.Protocol):
                 self._fail(cause)
             else:
                 raise
+        except httptools.HttpParserUpgrade as exc:
+            # 101 Switching Protocols: what follows the head is the new protocol's bytes
+            self._switch(data[int(exc.args[0]) :])
         except httptools.HttpParserError as exc:
             self._fail(
                 UpstreamProtocolError(f"invalid response from {self.backend.address}: {exc}")
             )
+
+    def _switch(self, rest: bytes) -> None:
+        exchange = self.exchange
+        transport = self.transport
+        if exchange is None or transport is None or not exchange.upgrade:
+            self._fail(UpstreamProtocolError(f"{self.backend.address} switched protocols unasked"))
+            return
+        # from here the connection belongs to the tunnel: this object lets go of it
+        self.exchange = None
+        self._closed = True
+        self.watchdog.stop()
+        self.backend.live.discard(self)
+        exchange.on_switching_protocols(transport, rest)
 
     # -- llhttp callbacks --------------------------------------------------------------------
 
@@ -264,7 +282,9 @@ class UpstreamConnection(asyncio.Protocol):
         else:
             exchange.down.write(head)
             self._body_from = -1
-            if parser is self._fast_parser:
+            if status == 101:
+                self._switching = True  # llhttp stops after this head (HttpParserUpgrade)
+            elif exchange.body_mode != BODY_NONE and parser is self._fast_parser:
                 raise _NeedBodyEvents(pending[head_from:])
 
     # body_event and trailer_event are not named on_*: the fast parser must not call them
@@ -281,6 +301,8 @@ class UpstreamConnection(asyncio.Protocol):
         if self._interim:
             self._interim = False
             return
+        if self._switching:
+            return  # not an end: the tunnel takes over (see _switch)
         start = self._body_from
         if start >= 0:
             data = self._data
