@@ -67,12 +67,27 @@ async def test_request_hop_by_hop_headers_are_removed(
 async def test_request_upgrade_header_is_removed(
     backends: StartBackends, proxy: StartProxy
 ) -> None:
+    # only a WebSocket handshake keeps its Upgrade (RFC 6455); any other upgrade is hop-by-hop
     _, p = await one_backend_proxy(backends, proxy)
     async with raw_client(p) as client:
-        resp = await client.get("/echo", {"Upgrade": "websocket", "Connection": "Upgrade"})
+        resp = await client.get("/echo", {"Upgrade": "h2c", "Connection": "Upgrade"})
         assert resp.status == 200
         names = {n for n, _ in echo_headers(resp)}
         assert "upgrade" not in names and "connection" not in names, names
+
+
+async def test_websocket_handshake_keeps_upgrade_and_a_declined_one_keeps_the_connection(
+    backends: StartBackends, proxy: StartProxy
+) -> None:
+    _, p = await one_backend_proxy(backends, proxy)
+    async with raw_client(p) as client:
+        # the demo backend answers 200: a declined handshake, the connection stays HTTP
+        resp = await client.get("/echo", {"Upgrade": "websocket", "Connection": "Upgrade"})
+        assert resp.status == 200
+        sent = dict(echo_headers(resp))
+        assert sent.get("upgrade") == "websocket" and sent.get("connection") == "upgrade", sent
+        again = await client.get("/echo")
+        assert again.status == 200
 
 
 async def test_response_hop_by_hop_headers_are_removed(
