@@ -71,6 +71,7 @@ class HttpListenerContext:
         "opened",
         "tracing",
         "trace_header",
+        "client_cert_header",
         "_rid_prefix",
         "_rid_counter",
     )
@@ -100,6 +101,8 @@ class HttpListenerContext:
         tracing = source.snapshot.config.tracing
         self.tracing = tracing.enabled
         self.trace_header = tracing.response_header
+        # mTLS: the header carrying the verified client certificate's subject (set with TLS)
+        self.client_cert_header: bytes | None = None
         # request ids: a random per-process prefix and a counter; unique, cheap, not secret
         self._rid_prefix = os.urandom(6).hex().encode()
         self._rid_counter = 0
@@ -164,6 +167,29 @@ _LOOKALIKE_PREFIXES = frozenset((b"transfe", b"content"))
 _SEPARATORS = re.compile(rb"[-_\s.]+")
 
 
+def client_subject(cert: dict[str, object] | None) -> bytes:
+    """A verified client certificate's subject as one header value: "CN=alice,O=Example"."""
+    if not cert:
+        return b""
+    parts = []
+    for rdn in cert.get("subject", ()):  # type: ignore[attr-defined]
+        for key, value in rdn:
+            short = _SUBJECT_KEYS.get(key, key)
+            parts.append(f"{short}={value}".replace(",", "\\,"))
+    return ",".join(parts).encode("latin-1", "replace")
+
+
+_SUBJECT_KEYS = {
+    "commonName": "CN",
+    "organizationName": "O",
+    "organizationalUnitName": "OU",
+    "countryName": "C",
+    "localityName": "L",
+    "stateOrProvinceName": "ST",
+    "emailAddress": "emailAddress",
+}
+
+
 def _refuse_lookalike(lname: bytes) -> None:
     """Transfer_Encoding, Content--Length...: some servers normalise such names and would
     frame the body differently than evenflow does, so they are refused (a desync vector)."""
@@ -203,6 +229,7 @@ class DownstreamConnection(asyncio.Protocol):
         "client_ip",
         "pick_ctx",
         "forwarded_lines",
+        "cert_subject",
         "scheme_bytes",
         "tracing",
         "watchdog",
@@ -241,6 +268,7 @@ class DownstreamConnection(asyncio.Protocol):
         "_traceparent",
         "_upgrade",
         "_tunnel_bytes",
+        "_special_names",
         "_trailers",
         "_receiving",
     )
@@ -257,6 +285,7 @@ class DownstreamConnection(asyncio.Protocol):
         self.client_ip = ""
         self.pick_ctx = PickContext()
         self.forwarded_lines = b""
+        self.cert_subject = b""  # mTLS: the verified client certificate's subject
         self.scheme_bytes = ctx.scheme.encode()
         self.tracing = ctx.tracing
         self.watchdog: Watchdog | None = None  # made in connection_made, with the timeouts
@@ -290,6 +319,7 @@ class DownstreamConnection(asyncio.Protocol):
         self._upgrade: bytes | None = None
         # bytes a client sent after its WebSocket handshake, before the backend's 101
         self._tunnel_bytes: list[bytes] | None = None
+        self._special_names = _REQUEST_SPECIAL  # header names on_header looks at
         self._trailers: list[tuple[bytes, bytes]] | None = None
         self._receiving: Exchange | None = None
 
@@ -307,6 +337,21 @@ class DownstreamConnection(asyncio.Protocol):
             + heads.VIA
             + b"\r\n"
         )
+        ssl_object = transport.get_extra_info("ssl_object")
+        if ssl_object is not None:
+            if ssl_object.selected_alpn_protocol() == "h2":
+                from evenflow.proxy.http2.downstream import take_over
+
+                take_over(self.ctx, transport)  # HTTP/2 by ALPN: its own protocol from here
+                return
+            cert_header = self.ctx.client_cert_header
+            if cert_header is not None:
+                # mTLS: the verified client's subject goes upstream (and a client's own header
+                # of that name never does: see on_header)
+                subject = self.cert_subject = client_subject(ssl_object.getpeercert())
+                if subject:
+                    self.forwarded_lines += b"%s: %s\r\n" % (cert_header, subject)
+                self._special_names = _REQUEST_SPECIAL | {cert_header}
         listener = self.source.snapshot.listeners[self.listener_name].config
         self.max_header_bytes = listener.limits.max_header_bytes
         self.max_body_bytes = listener.limits.max_body_bytes
@@ -370,6 +415,15 @@ class DownstreamConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._discard:
             return
+        if not self._bytes_in and data[:3] == b"PRI" and self.transport is not None:
+            # HTTP/2 with prior knowledge (h2c): the connection preface, not a request
+            from evenflow.proxy.http2.downstream import take_over
+
+            self.ctx.connections.discard(self)
+            if self.watchdog is not None:
+                self.watchdog.stop()
+            take_over(self.ctx, self.transport, data)
+            return
         self._bytes_in += len(data)
         if self._tunnel_bytes is not None:
             self._hold_tunnel_bytes(data)  # waiting for the backend's answer to the handshake
@@ -432,7 +486,7 @@ class DownstreamConnection(asyncio.Protocol):
             if self._host is not None:
                 self._special |= _HOST_TWICE
             self._host = value
-        elif lname in _REQUEST_SPECIAL:
+        elif lname in self._special_names:
             self._special_header(lname, value)
         elif lname[:6] == b"proxy-":
             self._special |= _REBUILD
@@ -440,7 +494,7 @@ class DownstreamConnection(asyncio.Protocol):
             _refuse_lookalike(lname)
 
     def _special_header(self, lname: bytes, value: bytes) -> None:
-        if lname in _REBUILD_TRIGGERS:
+        if lname in _REBUILD_TRIGGERS or lname == self.ctx.client_cert_header:
             self._special |= _REBUILD
             if lname == b"traceparent":
                 self._traceparent = value

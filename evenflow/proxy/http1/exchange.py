@@ -280,12 +280,12 @@ class Exchange:
                 return
         loop = self.down.loop
         task = loop.create_task(
-            loop.create_connection(
+            pool.connect(
+                loop,
                 lambda: UpstreamConnection(
                     backend, loop, pool.response_timeout_s, pool.idle_timeout_s, pool.max_idle
                 ),
-                backend.host,
-                backend.port,
+                backend,
             )
         )
         timer = loop.call_later(pool.connect_timeout_s, task.cancel)
@@ -592,6 +592,7 @@ class Exchange:
                     name in heads.HOP_BY_HOP
                     or name in named
                     or name in heads.FORWARDED_SET_BY_US
+                    or name == self.down.ctx.client_cert_header
                     or name.startswith(b"proxy-")
                 )
             ):
@@ -610,6 +611,9 @@ class Exchange:
             (b"x-forwarded-host", self.host_raw),
             (b"via", (b"1.0 " if self.http10 else b"1.1 ") + b"evenflow"),
         ]
+        cert_header = self.down.ctx.client_cert_header
+        if cert_header is not None and self.down.cert_subject:
+            forwarded.append((cert_header, self.down.cert_subject))
         if not self.request_id_given:
             forwarded.append((b"x-request-id", self.request_id))
         if self.upgrade:
