@@ -54,8 +54,11 @@ def view(
     """
     candidates = [b for b in backends if b.admin is Admin.ENABLED and b.weight > 0]
     healthy = [b for b in candidates if b.health is Health.HEALTHY and b.ejected_until <= now]
-    panic = bool(candidates) and len(healthy) < panic_threshold * len(candidates)
-    usable = candidates if panic else healthy
+    # a backend declared unhealthy at start (initial_state) and never probed yet is not known
+    # to be down: it neither counts towards panic nor gets traffic in one
+    known = [b for b in candidates if b.health is Health.HEALTHY or b.last_probe_at]
+    panic = bool(known) and len(healthy) < panic_threshold * len(known)
+    usable = known if panic else healthy
     ramping = False
     chosen = set(map(id, usable))
     for backend in backends:
@@ -68,7 +71,7 @@ def view(
             weight *= max(SLOW_START_FLOOR, elapsed / slow_start_s)
             ramping = True
         backend.effective_weight = weight
-    return PoolView(usable, panic, ramping, len(healthy), len(candidates))
+    return PoolView(usable, panic, ramping, len(healthy), len(known))
 
 
 def usable(backends: Sequence[BackendState]) -> list[BackendState]:

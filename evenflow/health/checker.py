@@ -76,5 +76,8 @@ class HealthChecker:
             interval = config.fast_interval if fast else config.interval
             interval *= 1.0 + random.uniform(-config.jitter, config.jitter)
             wake.clear()
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that
+            # lands as the wait ends, and the loop would outlive stop()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wake.wait(), max(0.01, interval))
+                async with asyncio.timeout(max(0.01, interval)):
+                    await wake.wait()

@@ -20,7 +20,8 @@ MAX_PROBE_BODY = 64 * 1024  # body_contains looks at this much; the rest is not 
 async def probe_tcp(host: str, port: int, timeout_s: float) -> tuple[bool, str]:
     """Pass when the backend accepts a TCP connection within `timeout_s`."""
     try:
-        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout_s)
+        async with asyncio.timeout(timeout_s):  # not wait_for: see checker.py
+            _, writer = await asyncio.open_connection(host, port)
     except TimeoutError:
         return False, f"connect timeout after {timeout_s:g}s"
     except OSError as exc:
@@ -54,7 +55,8 @@ async def probe_http(
 ) -> tuple[bool, str]:
     """Send one HTTP/1.1 request; pass when the status (and body) match `spec`."""
     try:
-        return await asyncio.wait_for(_http(host, port, spec, default_host), timeout_s)
+        async with asyncio.timeout(timeout_s):  # not wait_for: see checker.py
+            return await _http(host, port, spec, default_host)
     except TimeoutError:
         return False, f"timeout after {timeout_s:g}s"
     except OSError as exc:

@@ -89,6 +89,7 @@ class Controller:
         self._removing: dict[tuple[str, str], float] = {}  # draining before removal: deadline
         self._shared_failure: dict[str, str] = {}  # pool → the probe every backend failed
         self._probe_failures: dict[tuple[str, str], tuple[float, str]] = {}
+        self._cap_logged: set[tuple[str, str]] = set()  # "not ejected: cap" said already
         self._checkers: dict[str, Any] = {}  # pool → HealthChecker
         self.tracking: dict[str, PoolTracking] = {}  # pool → sticky table, hot-key sketches
         self.stats = Registry()  # metric series: the data plane moves them, /metrics reads
@@ -134,6 +135,7 @@ class Controller:
 
     def _build(self, previous: Snapshot | None) -> Snapshot:
         now = self.clock()
+        self._end_ejections(now)  # never let a rebuild bring one back silently
         views = {}
         for name, pool in self.config.pools.items():
             health = pool.health
@@ -225,6 +227,11 @@ class Controller:
         members = self.backends.get(backend.pool, [])
         ejected = sum(1 for b in members if b.ejected_until > now)
         if (ejected + 1) * 100 > policy.max_ejected_percent * len(members):
+            backend.consecutive_failures = 0
+            key = (backend.pool, backend.address)
+            if key in self._cap_logged:
+                return  # said once until the ejected count drops
+            self._cap_logged.add(key)
             log.info(
                 "pool %s: backend %s not ejected: %d failures in a row, but %d of %d are "
                 "ejected already (max_ejected_percent %d)",
@@ -235,7 +242,6 @@ class Controller:
                 len(members),
                 policy.max_ejected_percent,
             )
-            backend.consecutive_failures = 0
             return
         backend.ejections += 1
         self.stats.backend_series(backend.pool, backend.address).ejections += 1
@@ -301,15 +307,12 @@ class Controller:
         if now - self._last_sample >= SAMPLE_S:
             self._last_sample = now
             self.stats.sample(now)
+        if self._end_ejections(now):
+            changed = True
         for name, backends in self.backends.items():
             policy = self.config.pools[name].health.passive
             for backend in backends:
-                if backend.ejected_until and backend.ejected_until <= now:
-                    backend.ejected_until = 0.0
-                    backend.recovered_at = now
-                    self._flip(backend, "healthy", "ejection time over")
-                    changed = True
-                elif (
+                if (
                     backend.ejections
                     and not backend.ejected_until
                     and policy is not None
@@ -335,6 +338,21 @@ class Controller:
                 changed = True
         if changed:
             self.publish()
+
+    def _end_ejections(self, now: float) -> bool:
+        """Bring back backends whose ejection time is over: logged, and ramping up."""
+        ended = False
+        for backends in self.backends.values():
+            for backend in backends:
+                if backend.ejected_until and backend.ejected_until <= now:
+                    backend.ejected_until = 0.0
+                    backend.recovered_at = now
+                    self._cap_logged.discard((backend.pool, backend.address))
+                    self._flip(backend, "healthy", "ejection time over")
+                    ended = True
+        if ended:
+            self._cap_logged.clear()  # fewer are ejected: the cap may be worth saying again
+        return ended
 
     def _close_connections(self, backend: BackendState, abort: bool) -> None:
         for conn in list(backend.idle):
@@ -447,6 +465,7 @@ class Controller:
         self.config = config
         self.backends = backends
         self._refresh_affinity_state(config, old_config)
+        self._refresh_trackers(config, old_config)
         changed_health = {
             name
             for name, pool in config.pools.items()
@@ -559,6 +578,28 @@ class Controller:
             active = health.active
             self.trackers[(pool, backend.address)] = RiseFall(active.rise, active.fall, healthy)
         return backend
+
+    def _refresh_trackers(self, config: Config, old: Config) -> None:
+        """New rise/fall settings apply to backends that stay (their health is kept); a pool
+        that no longer probes can no longer hold a backend down: it is healthy again."""
+        for name, pool in config.pools.items():
+            before = old.pools.get(name)
+            active = pool.health.active
+            previous = before.health.active if before is not None else None
+            if active == previous:
+                continue
+            for backend in self.backends[name]:
+                key = (name, backend.address)
+                if active is None:
+                    self.trackers.pop(key, None)
+                    if backend.health is Health.UNHEALTHY:
+                        backend.health = Health.HEALTHY
+                        backend.recovered_at = self.clock()
+                        self._flip(backend, "healthy", "active probes removed from the config")
+                else:
+                    self.trackers[key] = RiseFall(
+                        active.rise, active.fall, backend.health is Health.HEALTHY
+                    )
 
     def _refresh_affinity_state(self, config: Config, old: Config | None = None) -> None:
         """Per-pool state that outlives snapshots; kept across a reload while the pool's
