@@ -47,6 +47,7 @@ class BackendState:
         "ejections",
         "recovered_at",
         "consecutive_failures",
+        "awaiting_probe",
         "last_probe",
         "last_probe_at",
         "last_flip",
@@ -77,6 +78,8 @@ class BackendState:
         self.recovered_at = 0.0  # when it last became usable: the start of its slow-start ramp
         # failures in a row seen on real traffic; the data plane resets it on success
         self.consecutive_failures = 0
+        # declared unhealthy at start (initial_state) and not probed yet: not known to be down
+        self.awaiting_probe = False
         self.last_probe = ""  # "ok" or why the last probe failed
         self.last_probe_at = 0.0  # wall-clock time
         self.last_flip = ""  # "unhealthy: 3 probe failures: connect timeout"

@@ -56,7 +56,7 @@ def view(
     healthy = [b for b in candidates if b.health is Health.HEALTHY and b.ejected_until <= now]
     # a backend declared unhealthy at start (initial_state) and never probed yet is not known
     # to be down: it neither counts towards panic nor gets traffic in one
-    known = [b for b in candidates if b.health is Health.HEALTHY or b.last_probe_at]
+    known = [b for b in candidates if not b.awaiting_probe]
     panic = bool(known) and len(healthy) < panic_threshold * len(known)
     usable = known if panic else healthy
     ramping = False

@@ -185,6 +185,9 @@ class Controller:
         """An active probe finished (called by the pool's HealthChecker)."""
         backend.last_probe = "ok" if ok else detail
         backend.last_probe_at = self.wall()
+        if backend.awaiting_probe:
+            backend.awaiting_probe = False
+            self.publish()  # now known either way: it counts for panic from here
         tracker = self.trackers.get((backend.pool, backend.address))
         if tracker is None:
             return  # removed meanwhile
@@ -576,6 +579,7 @@ class Controller:
             backend.recovered_at = self.clock()  # added at runtime: ramp up (slow start)
         if health is not None and health.active is not None:
             active = health.active
+            backend.awaiting_probe = not healthy
             self.trackers[(pool, backend.address)] = RiseFall(active.rise, active.fall, healthy)
         return backend
 
