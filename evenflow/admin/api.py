@@ -73,6 +73,7 @@ class Api:
             ("GET", "/api/v1/openapi.json", self.openapi),
             ("GET", POOLS, self.pools),
             ("GET", POOL, self.pool),
+            ("GET", POOL + "/hotspots", self.hotspots),
             ("POST", BACKENDS, self.add_backend),
             ("GET", BACKEND, self.backend),
             ("DELETE", BACKEND, self.remove_backend),
@@ -112,6 +113,9 @@ class Api:
 
     async def pool(self, request: web.Request) -> web.Response:
         return reply(self.controller.describe_pool(request.match_info["pool"]))
+
+    async def hotspots(self, request: web.Request) -> web.Response:
+        return reply(self.controller.describe_hotspots(request.match_info["pool"]))
 
     async def backend(self, request: web.Request) -> web.Response:
         controller = self.controller

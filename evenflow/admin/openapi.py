@@ -102,6 +102,22 @@ OPENAPI: dict[str, Any] = {
                 "responses": {"200": _json(ref("Pool"), "The pool."), **_ON_BACKEND},
             }
         },
+        "/api/v1/pools/{pool}/hotspots": {
+            "get": {
+                "operationId": "getHotspots",
+                "summary": "Where a pool's traffic concentrates",
+                "description": "Each backend's share of the pool's requests over about the last "
+                "minute beside the share it should get (a hashing pool's table, else weight); "
+                "the heaviest hash keys and client addresses over the last one to two minutes, "
+                "from bounded space-saving sketches (counts are upper bounds, each off by at "
+                "most its max_overestimate); client addresses flagged as likely NAT hot spots "
+                "(over 25% of the pool's requests, at least 50, while more than one client is "
+                "seen); and sticky-session hits, misses and re-pins. Secret keys (cookies, "
+                "Authorization) appear as a hash.",
+                "parameters": [_POOL],
+                "responses": {"200": _json(ref("Hotspots"), "The view."), **_ON_BACKEND},
+            }
+        },
         "/api/v1/pools/{pool}/backends": {
             "post": {
                 "operationId": "addBackend",

@@ -139,6 +139,138 @@ SCHEMAS: dict[str, Any] = {
             "backends": {"type": "array", "items": ref("Backend")},
         },
     },
+    "Hotspots": {
+        "type": "object",
+        "required": [
+            "pool",
+            "algorithm",
+            "window_s",
+            "requests",
+            "backends",
+            "sketch_window_s",
+            "hash_key",
+            "keys_total",
+            "keys",
+            "clients_total",
+            "clients",
+            "nat_suspects",
+            "sticky",
+        ],
+        "properties": {
+            "pool": {"type": "string"},
+            "algorithm": {"type": "string"},
+            "window_s": {
+                "type": "number",
+                "description": "Seconds the backend shares cover (about the last 60).",
+            },
+            "requests": {"type": "integer", "description": "Requests sent in that window."},
+            "backends": {"type": "array", "items": ref("HotspotBackend")},
+            "sketch_window_s": {
+                "type": "number",
+                "description": "Seconds the keys and clients cover (60 to 120 once running).",
+            },
+            "hash_key": {
+                **_NULLABLE_STRING,
+                "description": "What the pool hashes on, as configured; null: the client "
+                "address or nothing.",
+            },
+            "keys_total": {"type": "integer", "description": "Hash keys counted."},
+            "keys": {
+                "type": "array",
+                "items": ref("HotKey"),
+                "description": "The 10 heaviest hash keys, heaviest first.",
+            },
+            "clients_total": {
+                "type": "integer",
+                "description": "Requests counted by client address (pools that key on it: "
+                "ip_hash, source_ip stickiness, hashing on the client address).",
+            },
+            "clients": {
+                "type": "array",
+                "items": ref("HotClient"),
+                "description": "The 10 heaviest client addresses, heaviest first.",
+            },
+            "nat_suspects": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "Client addresses flagged nat_suspect.",
+            },
+            "sticky": {
+                "oneOf": [{"type": "null"}, ref("StickyCounters")],
+                "description": "null when the pool does not stick.",
+            },
+        },
+    },
+    "HotspotBackend": {
+        "type": "object",
+        "required": ["address", "state", "requests", "share", "expected_share"],
+        "properties": {
+            "address": {"type": "string"},
+            "state": {"type": "string"},
+            "requests": {"type": "integer", "description": "Sent to it in the window."},
+            "share": {"type": "number", "description": "Its part of the pool's requests, 0-1."},
+            "expected_share": {
+                "type": "number",
+                "description": "What it should get: its part of a hashing pool's table, else "
+                "its effective weight over the usable backends'; 0 when not usable.",
+            },
+        },
+    },
+    "HotKey": {
+        "type": "object",
+        "required": ["key", "count", "share", "max_overestimate"],
+        "properties": {
+            "key": {
+                "type": "string",
+                "description": "The key's first 64 characters; a cookie or credential header "
+                "as #<hash>, never its value.",
+            },
+            "count": {"type": "integer", "description": "Upper bound of the requests."},
+            "share": {"type": "number", "description": "count / keys_total."},
+            "max_overestimate": {
+                "type": "integer",
+                "description": "The true count is at least count minus this.",
+            },
+        },
+    },
+    "HotClient": {
+        "type": "object",
+        "required": ["address", "count", "share", "max_overestimate", "nat_suspect"],
+        "properties": {
+            "address": {"type": "string"},
+            "count": {"type": "integer", "description": "Upper bound of the requests."},
+            "share": {"type": "number", "description": "count / clients_total."},
+            "max_overestimate": {"type": "integer"},
+            "nat_suspect": {
+                "type": "boolean",
+                "description": "Likely many users behind one address: at least 50 requests and "
+                "over 25% of clients_total (counted at their lower bound), with more than one "
+                "client address seen.",
+            },
+        },
+    },
+    "StickyCounters": {
+        "type": "object",
+        "required": ["kind", "hits", "misses", "repins", "table_entries", "table_evicted"],
+        "properties": {
+            "kind": {"type": "string", "enum": ["cookie", "source_ip"]},
+            "hits": {"type": "integer", "description": "Requests sent to their pinned backend."},
+            "misses": {"type": "integer", "description": "Requests with no (valid) pin."},
+            "repins": {
+                "type": "integer",
+                "description": "Requests whose pinned backend could not take them (down, "
+                "disabled, drained past its deadline), pinned anew.",
+            },
+            "table_entries": {
+                "type": ["integer", "null"],
+                "description": "source_ip: addresses remembered; null for cookies.",
+            },
+            "table_evicted": {
+                "type": ["integer", "null"],
+                "description": "source_ip: addresses forgotten to keep the table's bound.",
+            },
+        },
+    },
     "Flip": {
         "type": "object",
         "required": ["at", "pool", "backend", "state", "reason"],

@@ -53,8 +53,8 @@ class BalancerOptions:
         # the same bounds as config/model.py's Pool fields
         if not 1 <= self.virtual_nodes <= 10_000:
             raise ValueError(f"virtual_nodes must be 1..10000, not {self.virtual_nodes}")
-        if self.table_size < 7 or not is_prime(self.table_size):
-            raise ValueError(f"table_size must be a prime >= 7, not {self.table_size}")
+        if not 7 <= self.table_size <= 1_000_003 or not is_prime(self.table_size):
+            raise ValueError(f"table_size must be a prime from 7 to 1000003, not {self.table_size}")
         c = self.bounded_load
         if c is not None and not (math.isfinite(c) and c >= 1.0):
             raise ValueError(f"bounded_load must be >= 1.0, not {c}")
