@@ -27,6 +27,8 @@ from evenflow.proxy.http1.downstream import DownstreamConnection, HttpListenerCo
 from evenflow.proxy.tcp import TcpDownstream, TcpListenerContext
 from evenflow.proxy.udp import UdpListenerContext, UdpListenerProtocol
 from evenflow.runtime.controller import Controller
+from evenflow.tls import server as tls_server
+from evenflow.tls.server import TlsError, TlsListener
 
 log = logging.getLogger(__name__)
 
@@ -41,17 +43,19 @@ class Listening:
     """One bound listener: its shared context and what accepts on it (a stream server for
     http and tcp, the datagram transport's context for udp)."""
 
-    __slots__ = ("config", "ctx", "server")
+    __slots__ = ("config", "ctx", "server", "tls")
 
     def __init__(
         self,
         config: Listener,
         ctx: HttpListenerContext | TcpListenerContext | UdpListenerContext,
         server: asyncio.Server | None,
+        tls: TlsListener | None = None,
     ) -> None:
         self.config = config
         self.ctx = ctx
         self.server = server
+        self.tls = tls  # an HTTP listener's TLS termination, when it has `tls:`
 
     @property
     def address(self) -> str:
@@ -84,6 +88,7 @@ class Server:
         self.admin: Any = None  # evenflow.admin.server.AdminServer when `admin:` is configured
         self._stopping = asyncio.Event()
         self._reload_lock = asyncio.Lock()
+        self._tls_watch: asyncio.Task[None] | None = None
 
     @property
     def config(self) -> Config:
@@ -108,23 +113,33 @@ class Server:
             raise
         self.controller.listeners_bound = True
         await self.controller.start()
+        self._tls_watch = loop.create_task(self._watch_certificates())
 
     async def _bind(self, listener: Listener) -> Listening:
         loop = asyncio.get_running_loop()
         host, port = split_host_port(listener.bind)
         ctx: HttpListenerContext | TcpListenerContext | UdpListenerContext
         server: asyncio.Server | None = None
+        tls: TlsListener | None = None
         try:
             if isinstance(listener, HttpListener):
+                if listener.tls is not None:
+                    tls = TlsListener(listener.name, listener.tls)
                 http = ctx = HttpListenerContext(
                     listener.name, self.controller, loop, self.access_log
                 )
+                if tls is not None:
+                    ctx.scheme = "https"
+                    ctx.client_cert_header = tls.client_cert_header
                 server = await loop.create_server(
                     lambda: DownstreamConnection(http),
                     host,
                     port,
                     backlog=BACKLOG,
                     reuse_address=True,
+                    ssl=tls.context if tls is not None else None,
+                    # the handshake counts against the header timeout (slowloris in TLS)
+                    ssl_handshake_timeout=listener.timeouts.header if tls is not None else None,
                 )
             elif isinstance(listener, TcpListener):
                 tcp = ctx = TcpListenerContext(listener, self.controller, loop, self.access_log)
@@ -136,11 +151,13 @@ class Server:
                 await loop.create_datagram_endpoint(
                     lambda: UdpListenerProtocol(udp), local_addr=(host, port)
                 )
+        except TlsError as exc:
+            raise StartupError(f"listener {listener.name}: {exc}") from None
         except OSError as exc:
             raise StartupError(
                 f"cannot listen on {listener.bind} ({listener.name}): {describe_os_error(exc)}"
             ) from None
-        listening = Listening(listener, ctx, server)
+        listening = Listening(listener, ctx, server, tls)
         log.info("listener %s on %s (%s)", listener.name, listening.address, listener.protocol)
         return listening
 
@@ -179,6 +196,7 @@ class Server:
         connections of listeners that stay are untouched."""
         new: dict[str, Listening] = {}
         keep = {}
+        staged = {}  # TLS of kept listeners, re-read from disk: installed once nothing can fail
         try:
             for listener in config.listeners:
                 current = self.listening.get(listener.name)
@@ -189,6 +207,8 @@ class Server:
                     and (listener.protocol == "http" or current.config == listener)
                 ):
                     keep[listener.name] = current
+                    if isinstance(listener, HttpListener):
+                        staged[listener.name] = _stage_tls(current, listener)
                 else:
                     new[listener.name] = await self._bind(listener)
         except StartupError:
@@ -196,6 +216,12 @@ class Server:
                 listening.stop_accepting()
             raise
         self.controller.apply_config(config)
+        for name, certificates in staged.items():
+            tls, http = keep[name].tls, keep[name].ctx
+            if tls is not None and certificates is not None:
+                tls.install(certificates)
+                if isinstance(http, HttpListenerContext):
+                    http.client_cert_header = tls.client_cert_header
         for name, listening in self.listening.items():
             if name not in keep:
                 listening.stop_accepting()
@@ -206,8 +232,23 @@ class Server:
             "config reloaded: %d listeners, %d pools", len(config.listeners), len(config.pools)
         )
 
+    async def _watch_certificates(self) -> None:
+        """Reload a TLS listener's certificates when their files change on disk."""
+        while True:
+            await asyncio.sleep(tls_server.POLL_INTERVAL_S)
+            for listening in list(self.listening.values()):
+                if listening.tls is not None:
+                    try:
+                        listening.tls.reload_if_changed()
+                    except Exception:
+                        log.exception("listener %s: certificate reload failed", listening.tls.name)
+
     async def stop(self) -> None:
         """Graceful shutdown (see the module docstring)."""
+        watch, self._tls_watch = self._tls_watch, None
+        if watch is not None:
+            watch.cancel()
+            await asyncio.gather(watch, return_exceptions=True)
         self.controller.listeners_bound = False
         listenings = list(self.listening.values())
         for listening in listenings:
@@ -233,6 +274,22 @@ class Server:
             backend.idle.clear()
         if self.access_log is not None:
             self.access_log.close()
+
+
+def _stage_tls(current: Listening, listener: HttpListener) -> tls_server.Certificates | None:
+    """A kept listener's certificates for `listener`, loaded but not in use yet."""
+    if (current.tls is None) != (listener.tls is None):
+        # the socket was created with (or without) TLS: only a new socket can change that
+        raise StartupError(
+            f"listener {listener.name}: adding or removing tls needs a restart (or a new "
+            "listener name and bind)"
+        )
+    if current.tls is None or listener.tls is None:
+        return None
+    try:
+        return current.tls.stage(listener.tls)
+    except TlsError as exc:
+        raise StartupError(f"listener {listener.name}: {exc}") from None
 
 
 def _sockname(server: asyncio.Server) -> str:

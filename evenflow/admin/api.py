@@ -15,12 +15,15 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 
 from evenflow.admin.loop_lag import LoopLag
 from evenflow.admin.openapi import OPENAPI
 from evenflow.config.load import ConfigError
 from evenflow.config.model import Admin
 from evenflow.config.units import parse_duration
+from evenflow.observability.metrics import make_registry, render
+from evenflow.observability.stats import SAMPLE_S, by_backend
 from evenflow.runtime.controller import ActionError, Controller
 from evenflow.server import StartupError  # by contract; server.py imports this package lazily
 
@@ -35,6 +38,7 @@ BACKENDS = POOL + "/backends"
 BACKEND = BACKENDS + "/{address}"  # host:port, IPv6 as [::1]:8080, percent-encoded or not
 OPEN_PATHS = frozenset({"/live", "/ready"})  # probes (Kubernetes' included) carry no token
 REFUSED = "config refused; the running config is kept"
+STATS_WINDOW_S = 60.0
 
 
 def dumps(data: Any) -> str:
@@ -60,6 +64,7 @@ class Api:
         self.server = server
         self.admin_config = admin_config  # what this admin API runs with until a restart
         self.lag = lag
+        self._metrics: CollectorRegistry | None = None
 
     @property
     def controller(self) -> Controller:
@@ -83,6 +88,8 @@ class Api:
             ("PUT", BACKEND + "/weight", self.set_weight),
             ("POST", "/api/v1/reload", self.reload),
             ("GET", "/api/v1/flips", self.flips),
+            ("GET", "/api/v1/stats", self.stats),
+            ("GET", "/metrics", self.metrics),
         ]
 
     # -- probes ------------------------------------------------------------------------------
@@ -113,6 +120,27 @@ class Api:
 
     async def pool(self, request: web.Request) -> web.Response:
         return reply(self.controller.describe_pool(request.match_info["pool"]))
+
+    async def stats(self, request: web.Request) -> web.Response:
+        """Per backend over the last minute: requests/s, p50/p99 latency, a req/s history."""
+        recent = by_backend(self.controller.stats, STATS_WINDOW_S)
+        return reply(
+            {
+                "window_s": STATS_WINDOW_S,
+                "sample_s": SAMPLE_S,
+                "backends": {
+                    f"{pool}/{address}": r.as_dict() for (pool, address), r in recent.items()
+                },
+            }
+        )
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        """Prometheus text exposition, rendered from evenflow's own counters now."""
+        if self._metrics is None:
+            self._metrics = make_registry(self.server)
+        return web.Response(
+            body=render(self._metrics), headers={"Content-Type": CONTENT_TYPE_LATEST}
+        )
 
     async def hotspots(self, request: web.Request) -> web.Response:
         return reply(self.controller.describe_hotspots(request.match_info["pool"]))

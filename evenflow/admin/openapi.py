@@ -226,6 +226,33 @@ OPENAPI: dict[str, Any] = {
                 "responses": {"200": _json(ref("Flips"), "The flips."), **_COMMON},
             }
         },
+        "/api/v1/stats": {
+            "get": {
+                "operationId": "getStats",
+                "summary": "Recent traffic per backend",
+                "description": "Over about the last minute, per backend: requests per second, "
+                "p50 and p99 latency from the duration histograms, and requests per second of "
+                "each 5 s sample of the last 5 minutes (oldest first).",
+                "responses": {
+                    "200": _json(ref("Stats"), "Per backend, keyed pool/address."),
+                    **_COMMON,
+                },
+            }
+        },
+        "/metrics": {
+            "get": {
+                "operationId": "getMetrics",
+                "summary": "Prometheus metrics",
+                "description": "The text exposition format; every name starts with evenflow_.",
+                "responses": {
+                    "200": {
+                        "description": "Metrics.",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    },
+                    **_COMMON,
+                },
+            }
+        },
     },
     "components": {
         "securitySchemes": {

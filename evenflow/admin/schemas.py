@@ -318,6 +318,28 @@ SCHEMAS: dict[str, Any] = {
         "required": ["pools"],
         "properties": {"pools": {"type": "array", "items": ref("Pool")}},
     },
+    "Stats": {
+        "type": "object",
+        "required": ["window_s", "sample_s", "backends"],
+        "properties": {
+            "window_s": {"type": "number", "description": "Seconds the rates cover."},
+            "sample_s": {"type": "number", "description": "Seconds between history points."},
+            "backends": {
+                "type": "object",
+                "description": "Keyed pool/address.",
+                "additionalProperties": {
+                    "type": "object",
+                    "required": ["rps", "p50_ms", "p99_ms", "history_rps"],
+                    "properties": {
+                        "rps": {"type": "number"},
+                        "p50_ms": {"type": ["number", "null"]},
+                        "p99_ms": {"type": ["number", "null"]},
+                        "history_rps": {"type": "array", "items": {"type": "number"}},
+                    },
+                },
+            },
+        },
+    },
     "Flips": {
         "type": "object",
         "required": ["flips"],

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hmac
 import logging
 import os
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -33,6 +34,11 @@ log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 64 * 1024
 SHUTDOWN_S = 2.0  # on stop, how long an admin request under way may take to finish
 OPENAPI_PATH = "/api/v1/openapi.json"
+STATIC_DIR = Path(__file__).parent / "static"
+
+
+async def _dashboard(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(STATIC_DIR / "index.html")
 
 
 class AdminServer:
@@ -49,6 +55,9 @@ class AdminServer:
         )
         for method, path, handler in Api(server, config, self.lag).routes():
             self.app.router.add_route(method, path, handler)
+        # the dashboard: plain files shipped in the package, no build step
+        self.app.router.add_get("/", _dashboard)
+        self.app.router.add_static("/static/", STATIC_DIR, show_index=False)
 
     @property
     def bound(self) -> str:
@@ -106,7 +115,14 @@ class AdminServer:
     async def _auth(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         """RFC 6750 bearer token on everything but the probes; checked before routing's 404,
         so that without the token nothing reveals which paths exist."""
-        if self._token is None or request.path in OPEN_PATHS:
+        if (
+            self._token is None
+            or request.path in OPEN_PATHS
+            or request.path == "/"
+            or request.path.startswith("/static/")
+        ):
+            # the dashboard's page is open (it holds no data; it asks for the token and sends
+            # it with every API call)
             return await handler(request)
         scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
         credentials = credentials.strip()

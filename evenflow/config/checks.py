@@ -6,7 +6,8 @@ import os
 from typing import Any
 
 from evenflow.config.affinity import hash_key_of
-from evenflow.config.model import Config
+from evenflow.config.model import Config, HttpListener
+from evenflow.config.tls import file_problems
 from evenflow.core.address import split_host_port
 
 
@@ -99,6 +100,14 @@ def semantic_problems(config: Config) -> tuple[list[tuple[str, str]], list[tuple
                     "pool: use source_ip",
                 )
             )
+        if pool.protocol == "h2":
+            errors.append(
+                (
+                    f"pools.{name}.protocol",
+                    f"h2 speaks HTTP/2 to the backends, but the tcp/udp listener {where} relays "
+                    "bytes to this pool: use a pool without protocol: h2",
+                )
+            )
 
     for name, pool in config.pools.items():
         cookie = pool.sticky.cookie if pool.sticky is not None else None
@@ -125,6 +134,19 @@ def semantic_problems(config: Config) -> tuple[list[tuple[str, str]], list[tuple
             seen.setdefault(canonical, k)
         if name not in used:
             warnings.append((f"pools.{name}", "pool is not used by any listener or route"))
+
+    # TLS files: read (never used) here, so that `check` and a reload catch what the handshake
+    # would otherwise discover on the first client
+    for i, listener in enumerate(config.listeners):
+        if isinstance(listener, HttpListener) and listener.tls is not None:
+            found, noted = file_problems(listener.tls, f"listeners[{i}].tls")
+            errors += found
+            warnings += noted
+    for name, pool in config.pools.items():
+        if pool.tls is not None:
+            found, noted = file_problems(pool.tls, f"pools.{name}.tls")
+            errors += found
+            warnings += noted
     return errors, warnings
 
 

@@ -64,9 +64,32 @@ class TcpProbe(Model):
     """A connect probe: the backend passes when it accepts a TCP connection in time."""
 
 
+class GrpcProbe(Model):
+    """The standard gRPC health check (grpc.health.v1.Health/Check) over HTTP/2: h2c, or h2
+    over TLS when the pool has `tls`. Passes when the answer is SERVING with grpc-status 0."""
+
+    service: str = Field(
+        "",
+        description='Service to ask about, e.g. users.v1.Users. Default "": the server as a whole.',
+    )
+    authority: str | None = Field(
+        None, description="The :authority to send. Default: the backend's address."
+    )
+
+    @field_validator("service")
+    @classmethod
+    def _service_name(cls, value: str) -> str:
+        if any(c in value for c in "/ \r\n\t"):
+            raise ValueError(f"{value!r}: a gRPC service name has no slash or spaces")
+        return value
+
+
 class ActiveHealth(Model):
     http: HttpProbe | None = Field(None, description="Probe with an HTTP request.")
     tcp: TcpProbe | None = Field(None, description="Probe by connecting (the default kind).")
+    grpc: GrpcProbe | None = Field(
+        None, description="Probe with the gRPC health checking protocol (grpc.health.v1)."
+    )
     interval: Duration = Field(5.0, description="Time between probes of a settled backend. 5s.")
     fast_interval: Duration = Field(
         1.0,
@@ -89,15 +112,18 @@ class ActiveHealth(Model):
 
     @model_validator(mode="after")
     def _one_kind(self) -> ActiveHealth:
-        if self.http is not None and self.tcp is not None:
-            raise ValueError("give one probe kind: http or tcp")
+        kinds = [k for k in ("http", "tcp", "grpc") if getattr(self, k) is not None]
+        if len(kinds) > 1:
+            raise ValueError(f"give one probe kind: http, tcp or grpc, not {' and '.join(kinds)}")
         if self.timeout > self.interval:
             raise ValueError("timeout must not be longer than interval")
         return self
 
     @property
     def kind(self) -> str:
-        return "http" if self.http is not None else "tcp"
+        if self.http is not None:
+            return "http"
+        return "grpc" if self.grpc is not None else "tcp"
 
 
 class PassiveHealth(Model):

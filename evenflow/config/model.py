@@ -16,7 +16,9 @@ from pydantic import BeforeValidator, Discriminator, Field, Tag, field_validator
 from evenflow.config.affinity import HashKeySpec, Sticky
 from evenflow.config.base import Address, Model, Shorthand
 from evenflow.config.health import Health
+from evenflow.config.http2 import Http2
 from evenflow.config.l4 import TcpListener, UdpListener
+from evenflow.config.tls import ListenerTls, PoolTls
 from evenflow.config.units import Duration, Size
 
 ALGORITHMS = (
@@ -197,6 +199,28 @@ def _check_host_pattern(pattern: str) -> str:
     return pattern
 
 
+# A gRPC service or method name as it appears in the path "/package.Service/Method".
+_GRPC_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
+
+
+class GrpcMatch(Model):
+    """A gRPC call: the path is /SERVICE/METHOD and the content-type is application/grpc*."""
+
+    service: str = Field(
+        description="Fully qualified service name, as in the .proto: users.v1.Users."
+    )
+    method: str | None = Field(
+        None, description="Method name (GetUser); omitted means every method of the service."
+    )
+
+    @field_validator("service", "method")
+    @classmethod
+    def _name(cls, value: str | None) -> str | None:
+        if value is not None and not _GRPC_NAME.fullmatch(value):
+            raise ValueError(f"{value!r} is not a gRPC name (letters, digits, _ and .)")
+        return value
+
+
 class Match(Model):
     """Conditions a request must meet, all of them, for the route to apply."""
 
@@ -221,6 +245,10 @@ class Match(Model):
     )
     cookies: dict[str, MatchValue] | None = Field(
         None, description="Cookie name → value, as for headers."
+    )
+    grpc: GrpcMatch | None = Field(
+        None,
+        description="A gRPC call to this service (and method): {service: NAME, method: NAME}.",
     )
 
     @field_validator("host", mode="before")
@@ -337,6 +365,17 @@ class HttpListener(Model):
     )
     pool: str | None = Field(
         None, description="Shorthand for one catch-all route to this pool, after any routes."
+    )
+    tls: ListenerTls | None = Field(
+        None,
+        description="Terminate TLS on this listener (HTTPS; HTTP/2 offered by ALPN): "
+        "certificates chosen by SNI, versions, ciphers, optional client certificates (mTLS). "
+        "Off by default (cleartext HTTP).",
+    )
+    http2: Http2 = Field(
+        default_factory=Http2,
+        description="HTTP/2 from clients: h2c with prior knowledge (on by default), stream and "
+        "window limits, flood limits.",
     )
 
     @model_validator(mode="after")
@@ -476,6 +515,17 @@ class Pool(Model):
     )
     sticky: Sticky | None = Field(
         None, description="Sticky sessions: a signed cookie or the source address."
+    )
+    tls: PoolTls | None = Field(
+        None,
+        description="Speak TLS to the backends: verified against a CA file or the system "
+        "store, with SNI. Off by default (cleartext).",
+    )
+    protocol: Literal["http1", "h2"] = Field(
+        "http1",
+        description="What HTTP listeners speak to these backends: http1 (HTTP/1.1, default) or "
+        "h2 (HTTP/2, streams multiplexed over one connection per backend; h2c with prior "
+        "knowledge, or h2 over TLS when `tls` is set). gRPC backends need h2.",
     )
     send_proxy: Literal["v1", "v2"] | None = Field(
         None,

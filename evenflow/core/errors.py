@@ -23,6 +23,9 @@ class ProxyError(Exception):
     retry_safe = False
     reason = "internal error"
     kind = "internal"  # a short word for metrics labels and logs
+    # the gRPC status a gRPC client is answered with; None: derived from `status`
+    # (grpc/doc/http-grpc-status-mapping.md, see core/grpc.py)
+    grpc_status: int | None = None
 
     def __init__(self, detail: str = "") -> None:
         super().__init__(detail or self.reason)
@@ -110,6 +113,23 @@ class UpstreamTimeout(ProxyError):
     kind = "timeout"
 
 
+class DeadlineExceeded(UpstreamTimeout):
+    """A gRPC call's deadline (its grpc-timeout) passed before the backend finished answering."""
+
+    reason = "deadline exceeded"
+    kind = "deadline"
+    grpc_status = 4  # DEADLINE_EXCEEDED
+
+
+class StreamRefused(ConnectFailed):
+    """An HTTP/2 backend refused a stream before processing it (REFUSED_STREAM, or a GOAWAY
+    below its id): RFC 9113 §8.7 says any request may then be retried."""
+
+    status = 502
+    reason = "stream refused"
+    kind = "refused"
+
+
 class UpstreamProtocolError(ProxyError):
     side = Side.UPSTREAM
     status = 502
@@ -119,6 +139,10 @@ class UpstreamProtocolError(ProxyError):
 
 def describe_os_error(exc: OSError) -> str:
     """A short, plain reason for a socket error ("connection refused"), not Python's wording."""
+    # ssl.SSLError: its errno is OpenSSL's error kind, not the OS's; the reason says what failed
+    tls_reason = getattr(exc, "verify_message", None) or getattr(exc, "reason", None)
+    if isinstance(tls_reason, str) and tls_reason:
+        return "TLS: " + tls_reason.replace("_", " ").lower().rstrip(".")
     if exc.errno:
         import os
 

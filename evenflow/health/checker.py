@@ -12,11 +12,12 @@ import asyncio
 import contextlib
 import logging
 import random
+import ssl
 from typing import TYPE_CHECKING
 
 from evenflow.config.health import ActiveHealth
 from evenflow.core.backend import BackendState
-from evenflow.health.probes import describe, probe_http, probe_tcp
+from evenflow.health.probes import describe, probe_grpc, probe_http, probe_tcp
 
 if TYPE_CHECKING:
     from evenflow.runtime.controller import Controller
@@ -29,9 +30,10 @@ class HealthChecker:
         self.pool = pool
         self.config = config
         self.controller = controller
-        self.probe_name = describe(config.kind, config.http)
+        self.probe_name = describe(config.kind, config.http or config.grpc)
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._wake: dict[str, asyncio.Event] = {}
+        self._tls_context: tuple[ssl.SSLContext | None, str | None] | None = None
 
     def start(self) -> None:
         for backend in self.controller.backends.get(self.pool, []):
@@ -55,6 +57,19 @@ class HealthChecker:
         await asyncio.gather(*self._tasks.values(), return_exceptions=True)
         self._tasks.clear()
 
+    def _tls(self) -> tuple[ssl.SSLContext | None, str | None]:
+        """The pool's TLS to its backends (`tls:`), which a gRPC probe speaks too."""
+        if self._tls_context is None:
+            pool = self.controller.config.pools.get(self.pool)
+            tls = pool.tls if pool is not None else None
+            if tls is None:
+                self._tls_context = (None, None)
+            else:
+                from evenflow.tls.client import client_context
+
+                self._tls_context = client_context(tls, ("h2",))
+        return self._tls_context
+
     async def _loop(self, backend: BackendState) -> None:
         config = self.config
         wake = self._wake[backend.address]
@@ -64,6 +79,17 @@ class HealthChecker:
                 if config.http is not None:
                     ok, detail = await probe_http(
                         backend.host, port, config.http, config.timeout, backend.address
+                    )
+                elif config.grpc is not None:
+                    context, server_name = self._tls()
+                    ok, detail = await probe_grpc(
+                        backend.host,
+                        port,
+                        config.grpc,
+                        config.timeout,
+                        backend.address,
+                        context,
+                        server_name or backend.host,
                     )
                 else:
                     ok, detail = await probe_tcp(backend.host, port, config.timeout)

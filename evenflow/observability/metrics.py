@@ -164,6 +164,29 @@ class EvenflowCollector(Collector):
                 sticky.add_metric([pool_name, "repin"], tracking.sticky_repins)
         yield from (panic, sticky)
 
+        share = GaugeMetricFamily(
+            "evenflow_backend_traffic_share",
+            "The backend's share of its pool's requests over the last minute.",
+            labels=["pool", "backend"],
+        )
+        expected = GaugeMetricFamily(
+            "evenflow_backend_expected_share",
+            "The share the backend should get (the hash table's, or its weight's).",
+            labels=["pool", "backend"],
+        )
+        nat = GaugeMetricFamily(
+            "evenflow_nat_suspects",
+            "Client addresses carrying an outsized share of a pool's traffic (likely NATs).",
+            labels=["pool"],
+        )
+        for pool_name in controller.backends:
+            hot = controller.describe_hotspots(pool_name)
+            for entry in hot["backends"]:
+                share.add_metric([pool_name, entry["address"]], entry["share"])
+                expected.add_metric([pool_name, entry["address"]], entry["expected_share"])
+            nat.add_metric([pool_name], len(hot["nat_suspects"]))
+        yield from (share, expected, nat)
+
         yield from self._listeners()
 
     def _listeners(self) -> Iterator[Metric]:
@@ -225,12 +248,45 @@ class EvenflowCollector(Collector):
                 flow_drops.add_metric([name, "evicted"], udp.evicted)
                 flow_drops.add_metric([name, "expired"], udp.expired)
         yield from (opened, active, closed, l4_bytes, datagrams, flows, flow_drops)
+        yield from self._http2()
         access_log = self.server.access_log
         dropped = CounterMetricFamily(
             "evenflow_access_log_dropped", "Access log lines lost because the log fell behind."
         )
         dropped.add_metric([], access_log.dropped if access_log is not None else 0)
         yield dropped
+
+    def _http2(self) -> Iterator[Metric]:
+        from evenflow.proxy.http1.downstream import HttpListenerContext
+
+        connections = CounterMetricFamily(
+            "evenflow_http2_connections",
+            "Client connections that spoke HTTP/2 (ALPN h2 or h2c prior knowledge).",
+            labels=["listener"],
+        )
+        streams = CounterMetricFamily(
+            "evenflow_http2_streams",
+            "HTTP/2 requests received, and those reset as malformed (PROTOCOL_ERROR).",
+            labels=["listener", "outcome"],
+        )
+        cut = CounterMetricFamily(
+            "evenflow_http2_connections_closed",
+            "HTTP/2 connections evenflow closed for a protocol error or for abuse (GOAWAY "
+            "ENHANCE_YOUR_CALM: rapid_reset, continuation_flood, ping_flood, ...), by reason.",
+            labels=["listener", "reason"],
+        )
+        for name, listening in self.server.listening.items():
+            ctx = listening.ctx
+            if not isinstance(ctx, HttpListenerContext) or ctx.http2 is None:
+                continue
+            h2 = ctx.http2
+            connections.add_metric([name], h2.connections)
+            streams.add_metric([name, "received"], h2.streams)
+            streams.add_metric([name, "malformed"], h2.malformed)
+            cut.add_metric([name, "protocol_error"], h2.protocol_errors)
+            for reason, count in h2.abuse.items():
+                cut.add_metric([name, reason], count)
+        yield from (connections, streams, cut)
 
 
 def make_registry(server: Server) -> CollectorRegistry:

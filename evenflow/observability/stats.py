@@ -159,6 +159,71 @@ class Registry:
         return result
 
 
+def by_backend(registry: Registry, window_s: float = 60.0) -> dict[tuple[str, str], BackendRecent]:
+    """Per (pool, backend address) over about the last `window_s`: requests/s, p50 and p99
+    latency, and the requests/s of each sample period (oldest first) for a sparkline."""
+    history = list(registry.history)
+    if len(history) < 2:
+        return {}
+    newest_at, newest = history[-1]
+    start = next(i for i, (at, _) in enumerate(history) if newest_at - at <= window_s)
+    oldest_at, oldest = history[start]
+    span = max(newest_at - oldest_at, 1e-9)
+    requests: dict[tuple[str, str], int] = {}
+    counts: dict[tuple[str, str], list[int]] = {}
+    for key, (count, hist) in newest.items():
+        pair = (key[2], key[3])
+        if not pair[1]:
+            continue  # requests that reached no backend
+        before_count, before_hist = oldest.get(key, (0, Histogram()))
+        requests[pair] = requests.get(pair, 0) + count - before_count
+        merged = counts.setdefault(pair, [0] * (len(BUCKETS_S) + 1))
+        for i, (now_count, then_count) in enumerate(
+            zip(hist.counts, before_hist.counts, strict=True)
+        ):
+            merged[i] += now_count - then_count
+    series: dict[tuple[str, str], list[float]] = {pair: [] for pair in requests}
+    for (at_a, totals_a), (at_b, totals_b) in zip(history, history[1:], strict=False):
+        gap = max(at_b - at_a, 1e-9)
+        sums: dict[tuple[str, str], int] = {}
+        for key, (count, _) in totals_b.items():
+            pair = (key[2], key[3])
+            if pair in series:
+                previous = totals_a.get(key)
+                sums[pair] = sums.get(pair, 0) + count - (previous[0] if previous else 0)
+        for pair, points in series.items():
+            points.append(round(sums.get(pair, 0) / gap, 3))
+    return {
+        pair: BackendRecent(
+            requests[pair] / span,
+            quantile(counts[pair], 0.5),
+            quantile(counts[pair], 0.99),
+            series[pair],
+        )
+        for pair in requests
+    }
+
+
+class BackendRecent:
+    __slots__ = ("rps", "p50", "p99", "history_rps")
+
+    def __init__(
+        self, rps: float, p50: float | None, p99: float | None, history_rps: list[float]
+    ) -> None:
+        self.rps = rps
+        self.p50 = p50  # seconds
+        self.p99 = p99
+        self.history_rps = history_rps  # one value per SAMPLE_S, oldest first
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "rps": round(self.rps, 3),
+            "p50_ms": None if self.p50 is None else round(self.p50 * 1000, 3),
+            "p99_ms": None if self.p99 is None else round(self.p99 * 1000, 3),
+            "history_rps": self.history_rps,
+        }
+
+
 class RecentStats:
     __slots__ = ("rate", "p50", "p99")
 

@@ -26,11 +26,12 @@ def connector_for(config: Pool) -> Connector:
     """The connector for a pool: TLS when `tls:` is set, HTTP/2 when `protocol: h2`."""
     context: ssl.SSLContext | None = None
     server_name: str | None = None
-    if getattr(config, "tls", None) is not None:
+    is_h2 = getattr(config, "protocol", "http1") == "h2"
+    if config.tls is not None:
         from evenflow.tls.client import client_context
 
-        context, server_name = client_context(config.tls)  # type: ignore[attr-defined]
-    if getattr(config, "protocol", "http1") == "h2":
+        context, server_name = client_context(config.tls, ("h2",) if is_h2 else ())
+    if is_h2:
         from evenflow.proxy.http2.upstream import open_h2
 
         def h2(

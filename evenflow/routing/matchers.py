@@ -10,7 +10,13 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from evenflow.config.model import Match, ValueMatch, check_header_name, check_header_value
+from evenflow.config.model import (
+    GrpcMatch,
+    Match,
+    ValueMatch,
+    check_header_name,
+    check_header_value,
+)
 from evenflow.core.request import RequestHead
 
 Predicate = Callable[[RequestHead], bool]
@@ -35,6 +41,8 @@ def compile_match(match: Match) -> Predicate | None:
         checks.append(_path_prefix(match.path_prefix))
     elif match.path_regex is not None:
         checks.append(_path_regex(match.path_regex))
+    if match.grpc is not None:
+        checks.append(_grpc(match.grpc))
     for name, want in (match.headers or {}).items():
         checks.append(_header(name, want))
     for name, want in (match.query or {}).items():
@@ -102,6 +110,39 @@ def _path_prefix(prefix: str) -> Predicate:
 def _path_regex(pattern: str) -> Predicate:
     fullmatch = re.compile(pattern).fullmatch
     return lambda req: fullmatch(req.path) is not None
+
+
+# gRPC over HTTP/2 (grpc/doc/PROTOCOL-HTTP2.md): "application/grpc" optionally followed by
+# "+proto", "+json"... or parameters; anything else is not a gRPC call, whatever its path.
+_GRPC_CONTENT_TYPE = b"application/grpc"
+
+
+def _grpc(want: GrpcMatch) -> Predicate:
+    # PROTOCOL-HTTP2.md: Path → ":path" "/" Service-Name "/" {method name}
+    if want.method is not None:
+        path = f"/{want.service}/{want.method}"
+
+        def method_call(req: RequestHead) -> bool:
+            return req.path == path and _is_grpc(req)
+
+        return method_call
+    prefix = f"/{want.service}/"
+    size = len(prefix)
+
+    def service_call(req: RequestHead) -> bool:
+        got = req.path
+        return (
+            got.startswith(prefix) and len(got) > size and got.find("/", size) < 0 and _is_grpc(req)
+        )
+
+    return service_call
+
+
+def _is_grpc(req: RequestHead) -> bool:
+    for k, v in req.headers:
+        if k == b"content-type":
+            return v[:16].lower() == _GRPC_CONTENT_TYPE
+    return False
 
 
 def _header(name: str, want: ValueMatch) -> Predicate:

@@ -13,6 +13,7 @@ from evenflow.config.l4 import TcpListener
 from evenflow.config.model import HASHING_ALGORITHMS, Config, HttpListener, Pool
 from evenflow.core.backend import BackendState
 from evenflow.core.pool import PoolView
+from evenflow.proxy.connectors import Connector, connector_for
 from evenflow.routing.table import compile_listener
 from evenflow.sticky.affinity import PoolAffinity, PoolTracking
 from evenflow.tls.clienthello import sni_matches
@@ -38,6 +39,7 @@ class PoolRuntime:
         "send_proxy",
         "affinity",
         "hashing",
+        "connect",
     )
 
     def __init__(
@@ -86,6 +88,7 @@ class PoolRuntime:
         self.passive = passive is not None  # report failures on traffic to the controller
         self.count_5xx = passive is not None and passive.count_5xx
         self.send_proxy = config.send_proxy  # "v1" | "v2" | None, for tcp and udp listeners
+        self.connect: Connector = connector_for(config)  # plain, TLS or an HTTP/2 stream
 
 
 def _signature(pool_view: PoolView, members: Sequence[BackendState]) -> tuple[object, ...]:

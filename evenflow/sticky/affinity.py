@@ -8,11 +8,13 @@ missed or re-pinned, which the decision log reports.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import os
 import time
 from collections.abc import Callable, Sequence
 
 from evenflow.balancing.base import Balancer, PickContext
-from evenflow.balancing.hashing import key_hash
 from evenflow.config.affinity import HashKey
 from evenflow.config.model import Pool
 from evenflow.core.backend import Admin, BackendState
@@ -24,6 +26,10 @@ from evenflow.sticky.source import SourceAffinity
 MAX_KEY_LABEL = 64  # characters of a key shown in the hot-key view
 # keys whose values are secrets: shown as a truncated hash, never as they are
 _SECRET_KEYS = frozenset(("authorization", "cookie", "proxy-authorization"))
+# a key named like one of these is a secret too (query:token, header:x-api-key...)
+_SECRET_WORDS = ("token", "secret", "key", "auth", "pass", "session", "sig")
+
+_LABEL_KEY = os.urandom(16)
 
 HIT = "hit"
 MISS = "miss"
@@ -116,7 +122,9 @@ class PoolAffinity:
             spec = HashKey(kind, key_name)
         self.extract = key_extractor(spec, config.hash_key_missing) if hashing else None
         self.key_is_secret = spec is not None and (
-            spec.kind == "cookie" or spec.name.lower() in _SECRET_KEYS
+            spec.kind == "cookie"
+            or spec.name.lower() in _SECRET_KEYS
+            or any(word in spec.name.lower() for word in _SECRET_WORDS)
         )
         sticky = config.sticky
         self.cookie = (
@@ -192,5 +200,6 @@ class PoolAffinity:
 
     def _label(self, key: bytes) -> str:
         if self.key_is_secret:
-            return f"#{key_hash(key) & 0xFFFFFFFFFFFF:012x}"
+            # keyed with a per-process secret: the label cannot be brute-forced offline
+            return "#" + hmac.new(_LABEL_KEY, key, hashlib.blake2b).hexdigest()[:12]
         return key[:MAX_KEY_LABEL].decode("latin-1")

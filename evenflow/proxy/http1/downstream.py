@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Protocol, cast
 import httptools
 
 from evenflow.balancing.base import PickContext
+from evenflow.core import grpc
 from evenflow.core.backend import BackendState
 from evenflow.core.errors import (
     BadRequest,
@@ -36,6 +37,7 @@ from evenflow.proxy.watchdog import Watchdog, periods
 
 if TYPE_CHECKING:
     from evenflow.observability.access_log import AccessLog
+    from evenflow.proxy.http2.guard import Http2Stats
     from evenflow.runtime.snapshot import Snapshot
 
 log = logging.getLogger(__name__)
@@ -52,6 +54,19 @@ class SnapshotSource(Protocol):
     def stats(self) -> Registry: ...
 
     def report_failure(self, backend: BackendState, reason: str) -> None: ...
+
+
+class ClientConnection(Protocol):
+    """A client connection as its listener sees it (HTTP/1.1 here, or HTTP/2 after ALPN or the
+    h2c preface): shutdown closes it when idle, or aborts its transport; max_connections holds
+    it unread until `admit`."""
+
+    @property
+    def transport(self) -> asyncio.Transport | None: ...
+
+    def close_when_idle(self) -> None: ...
+
+    def admit(self) -> None: ...
 
 
 class HttpListenerContext:
@@ -72,6 +87,7 @@ class HttpListenerContext:
         "tracing",
         "trace_header",
         "client_cert_header",
+        "http2",
         "_rid_prefix",
         "_rid_counter",
     )
@@ -89,9 +105,9 @@ class HttpListenerContext:
         self.name = name
         self.source = source
         self.loop = loop
-        self.connections: set[DownstreamConnection] = set()
+        self.connections: set[ClientConnection] = set()
         # accepted past max_connections, not read yet: served in order as others close
-        self.waiting: deque[DownstreamConnection] = deque()
+        self.waiting: deque[ClientConnection] = deque()
         self.access_log = access_log
         self.scheme = scheme
         self.closing = False
@@ -103,6 +119,7 @@ class HttpListenerContext:
         self.trace_header = tracing.response_header
         # mTLS: the header carrying the verified client certificate's subject (set with TLS)
         self.client_cert_header: bytes | None = None
+        self.http2: Http2Stats | None = None  # made by the first HTTP/2 connection
         # request ids: a random per-process prefix and a counter; unique, cheap, not secret
         self._rid_prefix = os.urandom(6).hex().encode()
         self._rid_counter = 0
@@ -243,6 +260,7 @@ class DownstreamConnection(asyncio.Protocol):
         "idle_timeout_s",
         "body_timeout_s",
         "closing",
+        "is_stream",
         "current",
         "queue",
         "_paused",
@@ -273,8 +291,13 @@ class DownstreamConnection(asyncio.Protocol):
         "_receiving",
     )
 
-    def __init__(self, ctx: HttpListenerContext) -> None:
+    def __init__(self, ctx: HttpListenerContext, *, stream: bool = False) -> None:
         self.ctx = ctx
+        # True: this connection serves one HTTP/2 stream over a virtual transport (see
+        # proxy/http2/client_stream.py). The HTTP/2 connection is the client connection: it is
+        # registered, counted and limited, and its one watchdog runs this one's checks, so
+        # thousands of streams cost no timer each
+        self.is_stream = stream
         self.loop = ctx.loop
         self.source = ctx.source
         self.listener_name = ctx.name
@@ -339,9 +362,10 @@ class DownstreamConnection(asyncio.Protocol):
         )
         ssl_object = transport.get_extra_info("ssl_object")
         if ssl_object is not None:
-            if ssl_object.selected_alpn_protocol() == "h2":
+            if not self.is_stream and ssl_object.selected_alpn_protocol() == "h2":
                 from evenflow.proxy.http2.downstream import take_over
 
+                self.ctx.opened += 1
                 take_over(self.ctx, transport)  # HTTP/2 by ALPN: its own protocol from here
                 return
             cert_header = self.ctx.client_cert_header
@@ -358,6 +382,13 @@ class DownstreamConnection(asyncio.Protocol):
         self.header_timeout_s = listener.timeouts.header
         self.idle_timeout_s = listener.timeouts.idle
         self.body_timeout_s = listener.timeouts.body
+        self.watchdog = Watchdog(
+            self.loop,
+            min(self.header_timeout_s, self.idle_timeout_s, self.body_timeout_s),
+            self._check_timeouts,
+        )
+        if self.is_stream:
+            return  # not started: the HTTP/2 connection calls check_timeouts
         ctx = self.ctx
         ctx.connections.add(self)
         ctx.opened += 1
@@ -371,22 +402,21 @@ class DownstreamConnection(asyncio.Protocol):
             # over the limit: this connection waits, unread, until another one closes
             transport.pause_reading()
             ctx.waiting.append(self)
-        self.watchdog = Watchdog(
-            self.loop,
-            min(self.header_timeout_s, self.idle_timeout_s, self.body_timeout_s),
-            self._check_timeouts,
-        )
         self.watchdog.start()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
         self._write_closed = True
         ctx = self.ctx
-        ctx.connections.discard(self)
-        if self in ctx.waiting:
+        if self.is_stream:
+            pass  # the HTTP/2 connection is what the listener counts
+        elif self in ctx.waiting:
+            ctx.connections.discard(self)
             ctx.waiting.remove(self)
-        elif ctx.waiting:
-            ctx.waiting.popleft().admit()
+        else:
+            ctx.connections.discard(self)
+            if ctx.waiting:
+                ctx.waiting.popleft().admit()
         if self.watchdog is not None:
             self.watchdog.stop()
         for exchange in (self.current, *self.queue):
@@ -415,7 +445,12 @@ class DownstreamConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._discard:
             return
-        if not self._bytes_in and data[:3] == b"PRI" and self.transport is not None:
+        if (
+            not self._bytes_in
+            and data[:3] == b"PRI"
+            and self.transport is not None
+            and not self.is_stream
+        ):
             # HTTP/2 with prior knowledge (h2c): the connection preface, not a request
             from evenflow.proxy.http2.downstream import take_over
 
@@ -653,7 +688,21 @@ class DownstreamConnection(asyncio.Protocol):
 
     def answer_error(self, exchange: Exchange, error: ProxyError) -> None:
         """Answer `exchange` with a canned response for `error`, in its turn."""
-        if exchange.close_after or self.closing:
+        content_type = exchange.req.header(b"content-type")
+        if content_type is not None and content_type[:16].lower() == b"application/grpc":
+            # a gRPC client reads grpc-status, not the HTTP status: 200 with the status in
+            # headers and no body, which HTTP/2 sends as one HEADERS frame that ends the
+            # stream (gRPC's "Trailers-Only" response, PROTOCOL-HTTP2.md)
+            close = exchange.close_after = exchange.close_after or self.closing
+            code = error.grpc_status
+            self.write(
+                heads.grpc_error(
+                    grpc.status_for_http(error.status) if code is None else code,
+                    error.detail,
+                    close=close,
+                )
+            )
+        elif exchange.close_after or self.closing:
             exchange.close_after = True
             self.write(
                 heads.CANNED.get(error.status) or heads.canned_response(error.status, close=True)
@@ -838,6 +887,10 @@ class DownstreamConnection(asyncio.Protocol):
         self._paused &= ~reason
         if self._paused == 0 and self.transport is not None and not self._closed:
             self.transport.resume_reading()
+
+    def check_timeouts(self) -> bool:
+        """The watchdog's check, run by the HTTP/2 connection for a stream's connection."""
+        return self._check_timeouts()
 
     def _check_timeouts(self) -> bool:
         """The watchdog's check (see proxy/watchdog.py). Returns False once closed."""

@@ -361,6 +361,12 @@ class Exchange:
             and not (sent and not self.replayable)
         )
         self.last_error = error
+        if may_retry and self.sticky == "hit" and pool.affinity is not None:
+            # the pinned backend failed: the retry moves the session, which is a re-pin
+            self.sticky = "repin"
+            tracking = pool.affinity.tracking
+            tracking.sticky_hits -= 1
+            tracking.sticky_repins += 1
         if may_retry:
             retries = self.down.ctx.stats.backend_series(pool.name, backend.address).retries
             kind = error.kind

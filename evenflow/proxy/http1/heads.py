@@ -48,6 +48,22 @@ def canned_response(status: int, detail: str = "", *, close: bool = False) -> by
     return head + body
 
 
+def grpc_error(code: int, message: str, *, close: bool = False) -> bytes:
+    """An error for a gRPC call: 200, no body, `grpc-status` and `grpc-message` as headers."""
+    # PROTOCOL-HTTP2.md: grpc-message is percent-encoded UTF-8, printable ASCII but % as is
+    encoded = b"".join(
+        [
+            b"%c" % byte if 0x20 <= byte <= 0x7E and byte != 0x25 else b"%%%02X" % byte
+            for byte in message.encode("utf-8")
+        ]
+    )
+    return (
+        b"HTTP/1.1 200 OK\r\ncontent-type: application/grpc\r\ngrpc-status: %d\r\n"
+        b"grpc-message: %s\r\ncontent-length: 0\r\n%s\r\n"
+        % (code, encoded, b"connection: close\r\n" if close else b"")
+    )
+
+
 CANNED = {
     status: canned_response(status, close=True)
     for status in (400, 404, 408, 413, 414, 431, 500, 501, 502, 503, 504, 505)

@@ -379,6 +379,11 @@ class UpstreamConnection(asyncio.Protocol):
         if self.transport is not None and not self.transport.is_closing():
             self.transport.close()
 
+    def fail(self, error: ProxyError) -> None:
+        """Fail the exchange on this connection with `error` and drop the connection: what an
+        HTTP/2 stream under it reports (refused, reset, past its gRPC deadline)."""
+        self._fail(error)
+
     def terminate(self, reason: str) -> None:
         """Cut the connection for the control plane (a drain deadline passed): the exchange on
         it, if any, fails as if the backend had reset it, so its client is answered or cut."""

@@ -45,6 +45,8 @@ async def test_openapi_describes_exactly_the_routes_served(
         (route.method, route.resource.canonical)
         for route in admin.app.router.routes()
         if route.resource is not None
+        # the dashboard's page and files are not API
+        and route.resource.canonical not in ("/", "/static")
     }
     documented = {
         (method.upper(), path)

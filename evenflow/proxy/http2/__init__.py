@@ -1,0 +1,1 @@
+"""HTTP/2: from clients (downstream.py) and to backends (upstream.py)."""

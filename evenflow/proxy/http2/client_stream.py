@@ -1,0 +1,432 @@
+"""One HTTP/2 stream from a client, as the transport of an ordinary HTTP/1.1 DownstreamConnection.
+
+HTTP/1.1 is evenflow's lingua franca: the stream's request is fed to a DownstreamConnection as
+an HTTP/1.1 head and body (chunked when no content-length frames it), so routing, balancing,
+retries and logging are exactly those of HTTP/1.1. What the DownstreamConnection writes back is
+parsed by llhttp and leaves as HEADERS, DATA within the client's flow-control window, and
+trailers. Flow control is the backpressure both ways: DATA is acknowledged only while the
+DownstreamConnection reads, and past _HIGH_WATER_BYTES of unsent body it is told to pause.
+This module knows h2's API but not the connection's socket: H2Connection owns that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+import httptools
+from h2.errors import ErrorCodes
+from h2.exceptions import ProtocolError
+
+from evenflow.proxy.http1.downstream import DownstreamConnection
+from evenflow.proxy.http2.downstream_fields import (
+    H2Request,
+    Malformed,
+    response_fields,
+    response_trailers,
+    trailer_lines,
+)
+
+if TYPE_CHECKING:
+    from evenflow.proxy.http2.downstream import H2Connection
+
+log = logging.getLogger(__name__)
+
+# Response body bytes held for one stream beyond the client's flow-control window: past the
+# high mark the backend is paused (its reading stops), below the low mark it resumes. One
+# backend read may land on top of the high mark, so a stream holds at most that much more.
+_HIGH_WATER_BYTES = 64 * 1024
+_LOW_WATER_BYTES = 16 * 1024
+
+# why the DownstreamConnection was told to pause writing (a bit each)
+_HELD = 1  # this stream holds too many bytes the client's window does not admit yet
+_SOCKET = 2  # the client connection's socket buffer is full
+
+_LAST_CHUNK = b"0\r\n\r\n"
+_NO_BODY_METHODS = frozenset((b"GET", b"HEAD"))
+
+
+class _HeadResponseEnd(Exception):
+    """Raised from on_headers_complete: a HEAD response has no body (llhttp cannot know)."""
+
+
+class ClientStream(asyncio.Transport):
+    """The virtual transport of one stream (see the module docstring); also llhttp's callbacks
+    for the HTTP/1.1 response written into it."""
+
+    __slots__ = (
+        "conn",
+        "stream_id",
+        "down",
+        # request side
+        "_deferred",
+        "_chunked",
+        "_request_ended",
+        "_reading_paused",
+        "_unacked",
+        # response side
+        "_parser",
+        "_is_head",
+        "_fields",
+        "_has_framing",
+        "_interim",
+        "_in_interim",
+        "_status",
+        "_head",
+        "_out",
+        "_out_bytes",
+        "_trailers",
+        "_complete",
+        "_end_sent",
+        "_high",
+        "_low",
+        "_write_paused",
+        # ending
+        "_closing",
+        "_reset_code",
+        "_finished",
+        "dirty",
+    )
+
+    def __init__(self, conn: H2Connection, stream_id: int) -> None:
+        super().__init__()
+        self.conn = conn
+        self.stream_id = stream_id
+        self.down: DownstreamConnection | None = None
+        # a GET or HEAD whose HEADERS did not end the stream: its head waits for the first
+        # DATA or the end, so that an empty body does not become a chunked GET upstream
+        self._deferred: H2Request | None = None
+        self._chunked = False  # the request body goes to the DownstreamConnection as chunks
+        self._request_ended = False
+        self._reading_paused = False
+        self._unacked = 0  # DATA bytes received while paused, acknowledged on resume
+        self._parser: httptools.HttpResponseParser | None = httptools.HttpResponseParser(self)
+        self._is_head = False
+        self._fields: list[tuple[bytes, bytes]] = []  # the head's, then the trailers' fields
+        self._has_framing = False  # the response head had a content-length or chunked
+        self._interim: list[list[tuple[bytes, bytes]]] = []  # 1xx heads not sent yet
+        self._in_interim = False
+        self._status = 0
+        self._head: list[tuple[bytes, bytes]] | None = None  # final HEADERS not sent yet
+        self._out: deque[bytes | memoryview] = deque()  # body not sent yet
+        self._out_bytes = 0
+        self._trailers: list[tuple[bytes, bytes]] = []
+        self._complete = False  # the whole response was written to this transport
+        self._end_sent = False  # END_STREAM went out
+        self._high = _HIGH_WATER_BYTES
+        self._low = _LOW_WATER_BYTES
+        self._write_paused = 0  # _HELD | _SOCKET
+        self._closing = False
+        self._reset_code: int | None = None  # set: reset the stream with this at the next push
+        self._finished = False
+        self.dirty = False  # queued for the connection's next flush
+
+    # -- driven by the HTTP/2 connection ----------------------------------------------------
+
+    def start(self, request: H2Request, ended: bool) -> None:
+        """Hand the request to a new DownstreamConnection (its head now, unless deferred)."""
+        down = self.down = DownstreamConnection(self.conn.ctx, stream=True)
+        down.connection_made(self)
+        self._is_head = request.method == b"HEAD"
+        self._request_ended = ended
+        if ended or request.has_length:
+            down.data_received(request.head(chunked=False))
+        elif request.method in _NO_BODY_METHODS:
+            self._deferred = request
+        else:
+            self._chunked = True
+            down.data_received(request.head(chunked=True))
+        if self.conn.write_paused:
+            self.set_socket_paused(True)
+
+    def on_data(self, data: bytes, flow_controlled: int) -> None:
+        down = self.down
+        if down is not None and data:
+            deferred = self._deferred
+            if deferred is not None:
+                self._deferred = None
+                self._chunked = True
+                down.data_received(deferred.head(chunked=True))
+            down.data_received(b"%x\r\n%s\r\n" % (len(data), data) if self._chunked else data)
+        if not flow_controlled:
+            return
+        if self._reading_paused and not self._finished:
+            self._unacked += flow_controlled  # backpressure: the client's window stays spent
+        else:
+            self.conn.acknowledge(flow_controlled, self.stream_id)
+
+    def on_trailers(self, headers: list[tuple[bytes, bytes]]) -> None:
+        """Request trailers (always with END_STREAM): the last chunk carries them."""
+        try:
+            trailers = trailer_lines(headers)
+        except Malformed as exc:
+            self.conn.on_malformed(self.stream_id, str(exc))
+            self.reset(ErrorCodes.PROTOCOL_ERROR)
+            return
+        down = self.down
+        if down is None:
+            return
+        deferred = self._deferred
+        if deferred is not None:
+            self._deferred = None
+            self._chunked = True
+            down.data_received(deferred.head(chunked=True))
+        self._request_ended = True
+        if self._chunked:
+            # a content-length body cannot carry trailers in HTTP/1.1: they are dropped then
+            fields = b"".join([b"%s: %s\r\n" % pair for pair in trailers])
+            down.data_received(b"0\r\n%s\r\n" % fields)
+
+    def on_end(self) -> None:
+        """The client ended its side of the stream (END_STREAM)."""
+        if self._request_ended:
+            return  # ended with the HEADERS, or with trailers
+        self._request_ended = True
+        down = self.down
+        if down is None:
+            return
+        deferred = self._deferred
+        if deferred is not None:
+            self._deferred = None
+            down.data_received(deferred.head(chunked=False))
+        elif self._chunked:
+            down.data_received(_LAST_CHUNK)
+
+    def on_reset(self) -> None:
+        """The client reset the stream, or the connection is gone: stop everything."""
+        self._reset_code = None
+        self.finish()
+
+    def set_socket_paused(self, paused: bool) -> None:
+        self._set_write_paused(_SOCKET, paused)
+
+    def push(self) -> None:
+        """Move what was written into h2 frames, as far as the client's window allows."""
+        self.dirty = False
+        if self._finished:
+            return
+        h2 = self.conn.h2
+        sid = self.stream_id
+        try:
+            if self._reset_code is not None:
+                if not self._end_sent:
+                    h2.reset_stream(sid, self._reset_code)
+                self.finish()
+                return
+            for fields in self._interim:
+                h2.send_headers(sid, fields)
+            self._interim.clear()
+            out = self._out
+            head = self._head
+            if head is not None:
+                self._head = None
+                end = self._complete and not out and not self._trailers
+                if end and not self._is_head and self._status != 304:
+                    # the stream ends here: a content-length would say nothing more
+                    head = [(n, v) for n, v in head if n != b"content-length"]
+                h2.send_headers(sid, head, end_stream=end)
+                self._end_sent = end
+            if out:
+                self._send_body(out)
+            if self._complete and not out and not self._end_sent and self._status:
+                if self._trailers:
+                    h2.send_headers(sid, self._trailers, end_stream=True)
+                else:
+                    h2.send_data(sid, b"", end_stream=True)
+                self._end_sent = True
+        except ProtocolError as exc:
+            # the stream closed under us (a reset crossing our frames): nothing more to send
+            log.debug("stream %d of %s: %s", sid, self.conn.client_ip, exc)
+            self.finish()
+            return
+        if self._write_paused & _HELD and self._out_bytes <= self._low:
+            self._set_write_paused(_HELD, False)
+        if self._end_sent:
+            if not self._request_ended:
+                # RFC 9113 §8.1: a complete response; the rest of the request is not wanted
+                h2.reset_stream(sid, ErrorCodes.NO_ERROR)
+            self.finish()
+
+    def _send_body(self, out: deque[bytes | memoryview]) -> None:
+        h2 = self.conn.h2
+        sid = self.stream_id
+        window = h2.local_flow_control_window(sid)
+        frame_bytes = h2.max_outbound_frame_size
+        while out and window > 0:
+            data = out[0]
+            size = min(window, frame_bytes)
+            if len(data) > size:
+                view = data if isinstance(data, memoryview) else memoryview(data)
+                piece: bytes | memoryview = view[:size]
+                out[0] = view[size:]
+            else:
+                piece = out.popleft()
+                size = len(piece)
+            last = not out and self._complete and not self._trailers
+            h2.send_data(sid, piece, end_stream=last)
+            self._end_sent = last
+            window -= size
+            self._out_bytes -= size
+
+    def finish(self) -> None:
+        """The stream is over: release its DownstreamConnection (and through it the backend)."""
+        if self._finished:
+            return
+        self._finished = True
+        self._parser = None
+        self._out.clear()
+        self._out_bytes = 0
+        down, self.down = self.down, None
+        if down is not None:
+            down.connection_lost(None)
+        self.conn.on_stream_finished(self)
+
+    def reset(self, code: int) -> None:
+        """Reset the stream with `code` at the next flush (and drop what it holds)."""
+        if not self._finished and self._reset_code is None:
+            self._reset_code = code
+            self.conn.want_flush(self)
+
+    # -- asyncio.Transport, as the DownstreamConnection uses it ------------------------------
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        parser = self._parser
+        if parser is None or self._complete or self._reset_code is not None:
+            return
+        try:
+            parser.feed_data(data)
+        except httptools.HttpParserCallbackError as exc:
+            if not isinstance(exc.__context__, _HeadResponseEnd):
+                raise
+            self._parser = None  # whatever follows a HEAD response's head is not its body
+        except httptools.HttpParserError as exc:
+            # evenflow's own HTTP/1.1 writer produced it: a bug, but only this stream's
+            log.error(
+                "stream %d of %s: invalid response: %s", self.stream_id, self.conn.ctx.name, exc
+            )
+            self.reset(ErrorCodes.INTERNAL_ERROR)
+            return
+        self.conn.want_flush(self)
+
+    def writelines(self, list_of_data: Any) -> None:
+        self.write(b"".join(list_of_data))
+
+    def close(self) -> None:
+        """The DownstreamConnection is done: end the response, or reset a cut-off one."""
+        if self._closing or self._finished:
+            return
+        self._closing = True
+        if not self._complete:
+            if self._status and not self._has_framing:
+                self._end_response()  # a body delimited by the end of the connection
+            else:
+                self.reset(ErrorCodes.INTERNAL_ERROR)
+                return
+        self.conn.want_flush(self)
+
+    def abort(self) -> None:
+        self._closing = True
+        self.reset(ErrorCodes.INTERNAL_ERROR)
+
+    def is_closing(self) -> bool:
+        return self._closing or self._finished or self.conn.closed
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        transport = self.conn.transport
+        return default if transport is None else transport.get_extra_info(name, default)
+
+    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
+        raise NotImplementedError("an HTTP/2 stream carries one HTTP/1.1 exchange")
+
+    def get_protocol(self) -> asyncio.BaseProtocol:
+        assert self.down is not None
+        return self.down
+
+    def is_reading(self) -> bool:
+        return not self._reading_paused
+
+    def pause_reading(self) -> None:
+        self._reading_paused = True
+
+    def resume_reading(self) -> None:
+        if not self._reading_paused:
+            return
+        self._reading_paused = False
+        unacked, self._unacked = self._unacked, 0
+        if unacked and not self._finished:
+            self.conn.acknowledge(unacked, self.stream_id)
+            self.conn.want_flush(None)
+
+    def can_write_eof(self) -> bool:
+        return False
+
+    def write_eof(self) -> None:
+        self.close()
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        self._high = _HIGH_WATER_BYTES if high is None else high
+        self._low = self._high // 4 if low is None else low
+
+    def get_write_buffer_size(self) -> int:
+        return self._out_bytes
+
+    def get_write_buffer_limits(self) -> tuple[int, int]:
+        return self._low, self._high
+
+    # -- llhttp callbacks (the HTTP/1.1 response) --------------------------------------------
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._fields.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        assert self._parser is not None
+        status = self._parser.get_status_code()
+        fields, self._fields = self._fields, []
+        if status < 200:
+            # RFC 9113 §8.1: informational responses are HEADERS without END_STREAM
+            self._in_interim = True
+            if status != 101:  # never asked for: no Upgrade crosses HTTP/2 (§8.6)
+                self._interim.append(response_fields(status, fields, keep_length=False))
+            return
+        self._status = status
+        for name, _ in fields:
+            lname = name.lower()
+            if lname == b"content-length" or lname == b"transfer-encoding":
+                self._has_framing = True
+        self._head = response_fields(status, fields, keep_length=status != 204)
+        if self._is_head:
+            self._end_response()
+            raise _HeadResponseEnd
+
+    def on_body(self, body: bytes) -> None:
+        self._out.append(body)
+        self._out_bytes += len(body)
+        if self._out_bytes > self._high and not self._write_paused & _HELD:
+            self._set_write_paused(_HELD, True)
+
+    def on_message_complete(self) -> None:
+        if self._in_interim:
+            self._in_interim = False
+            return
+        self._end_response()
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _end_response(self) -> None:
+        self._complete = True
+        if self._fields:
+            self._trailers = response_trailers(self._fields)  # gRPC's grpc-status lives here
+            self._fields = []
+
+    def _set_write_paused(self, reason: int, paused: bool) -> None:
+        before = self._write_paused
+        after = self._write_paused = before | reason if paused else before & ~reason
+        down = self.down
+        if down is None or bool(before) == bool(after):
+            return
+        if after:
+            down.pause_writing()
+        else:
+            down.resume_writing()

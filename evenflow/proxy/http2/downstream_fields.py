@@ -1,0 +1,199 @@
+"""HTTP/2 ↔ HTTP/1.1 field translation for streams from clients (sans-IO, no h2 objects).
+
+A client's HEADERS become the HTTP/1.1 request head the stream's DownstreamConnection parses;
+the HTTP/1.1 response head it writes back becomes a HEADERS field list. Validation happens
+here, not in h2 (whose validation errors close the whole connection): a request that breaks
+RFC 9113 §8.2-8.3 raises `Malformed`, which costs the client that one stream (PROTOCOL_ERROR).
+"""
+
+from __future__ import annotations
+
+import re
+
+# RFC 9113 §8.2.2: connection-specific fields make a request malformed (TE: only "trailers")
+_CONNECTION_SPECIFIC = frozenset(
+    (b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade")
+)
+# ...and are never sent to an HTTP/2 client, nor is TE (a request field) in a response
+_DROPPED_FROM_RESPONSES = _CONNECTION_SPECIFIC | {b"te"}
+# Trailers never carry framing, routing or connection control (RFC 9110 §6.5.1)
+_NOT_IN_TRAILERS = _CONNECTION_SPECIFIC | {b"te", b"content-length", b"host", b"trailer"}
+
+_REQUEST_PSEUDO = frozenset((b":method", b":scheme", b":authority", b":path"))
+
+# RFC 9110 §5.6.2 tokens, lowercase only (RFC 9113 §8.2.1: uppercase makes a request malformed)
+_NAME = re.compile(rb"[!#$%&'*+\-.^_`|~0-9a-z]+")
+_METHOD = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+# RFC 9113 §8.2.1: no NUL, CR or LF, no leading or trailing whitespace; the other controls
+# are refused too, as the HTTP/1.1 hop (llhttp) would refuse them
+_BAD_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]|^[ \t]|[ \t]$")
+# a request target or authority goes into the request line or Host: no space or control
+_BAD_TARGET = re.compile(rb"[\x00-\x20\x7f]")
+
+
+class Malformed(ValueError):
+    """RFC 9113 §8.1.1: a malformed request; the stream is reset with PROTOCOL_ERROR."""
+
+
+class H2Request:
+    """A request's HEADERS, validated, in the pieces its HTTP/1.1 head is made of."""
+
+    __slots__ = ("method", "target", "authority", "fields", "has_length", "is_grpc")
+
+    def __init__(
+        self, method: bytes, target: bytes, authority: bytes | None, fields: bytes
+    ) -> None:
+        self.method = method
+        self.target = target
+        self.authority = authority  # from :authority or Host; None: neither was sent
+        self.fields = fields  # b"name: value\r\n" lines, Host and TE left out
+        self.has_length = False  # a content-length frames the body
+        self.is_grpc = False
+
+    def head(self, chunked: bool) -> bytes:
+        """The HTTP/1.1 request head; `chunked`: the body follows as chunks (no length)."""
+        host = b"host: %s\r\n" % self.authority if self.authority is not None else b""
+        framing = b"transfer-encoding: chunked\r\n" if chunked else b""
+        return b"%s %s HTTP/1.1\r\n%s%s%s\r\n" % (
+            self.method,
+            self.target,
+            host,
+            self.fields,
+            framing,
+        )
+
+
+def parse_request(headers: list[tuple[bytes, bytes]]) -> H2Request:
+    """Validate a request's header list and split it for `H2Request.head`; Malformed if bad.
+
+    RFC 9113 §8.3.1: pseudo-header fields first, each once, only the request ones; :method,
+    :scheme and :path present (CONNECT: :authority only); :authority without userinfo; a
+    Host that disagrees with :authority is malformed. §8.2.3: cookie crumbs are joined.
+    """
+    pseudo: dict[bytes, bytes] = {}
+    lines: list[bytes] = []
+    cookies: list[bytes] = []
+    host: bytes | None = None
+    has_length = False
+    is_grpc = False
+    regular = False
+    for name, value in headers:
+        if name[:1] == b":":
+            if regular:
+                raise Malformed(f"pseudo-header {_text(name)} after a regular field")
+            if name not in _REQUEST_PSEUDO:
+                raise Malformed(f"unknown pseudo-header {_text(name)}")
+            if name in pseudo:
+                raise Malformed(f"pseudo-header {_text(name)} given twice")
+            pseudo[name] = value
+            continue
+        regular = True
+        if not _NAME.fullmatch(name):
+            raise Malformed(f"invalid field name {_text(name)}")
+        if _BAD_VALUE.search(value):
+            raise Malformed(f"invalid character or whitespace in the value of {_text(name)}")
+        if name in _CONNECTION_SPECIFIC:
+            raise Malformed(f"connection-specific field {_text(name)}")
+        if name == b"te":
+            if value.lower() != b"trailers":
+                raise Malformed("te other than trailers")
+            continue  # hop-by-hop in HTTP/1.1: not forwarded
+        if name == b"host":
+            if host is not None:
+                raise Malformed("host given twice")
+            host = value
+            continue
+        if name == b"cookie":
+            cookies.append(value)
+            continue
+        if name == b"content-length":
+            has_length = True
+        elif name == b"content-type" and value[:16].lower() == b"application/grpc":
+            is_grpc = True
+        lines.append(b"%s: %s\r\n" % (name, value))
+    if cookies:
+        lines.append(b"cookie: %s\r\n" % b"; ".join(cookies))
+    method = pseudo.get(b":method")
+    if method is None or not _METHOD.fullmatch(method):
+        raise Malformed("missing or invalid :method")
+    if method == b"PRI":
+        raise Malformed("PRI is the connection preface, not a method")  # RFC 9113 §3.4
+    authority = pseudo.get(b":authority")
+    if authority is not None:
+        if not authority or b"@" in authority or _BAD_TARGET.search(authority):
+            raise Malformed("invalid :authority")
+        if host is not None and host.lower() != authority.lower():
+            raise Malformed("host differs from :authority")
+    elif host is not None:
+        if not host or _BAD_TARGET.search(host):
+            raise Malformed("invalid host")
+        authority = host
+    if method == b"CONNECT":
+        # RFC 9113 §8.5: only :method and :authority; evenflow does not tunnel, and the
+        # HTTP/1.1 side answers such a request with an error of its own
+        if authority is None or b":scheme" in pseudo or b":path" in pseudo:
+            raise Malformed("CONNECT needs :authority only")
+        target = authority
+    else:
+        target = pseudo.get(b":path", b"")
+        if not pseudo.get(b":scheme"):
+            raise Malformed("missing :scheme")
+        if not target or _BAD_TARGET.search(target):
+            raise Malformed("missing or invalid :path")
+        if target[:1] != b"/" and not (target == b"*" and method == b"OPTIONS"):
+            raise Malformed(":path must be origin-form (or * for OPTIONS)")
+    request = H2Request(method, target, authority, b"".join(lines))
+    request.has_length = has_length
+    request.is_grpc = is_grpc
+    return request
+
+
+def trailer_lines(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """A request's trailers, validated, for the last chunk; Malformed if bad.
+
+    RFC 9113 §8.1: no pseudo-header fields in trailers. Fields that trailers may not carry
+    (framing, Host, connection control) are dropped rather than passed to the backend.
+    """
+    kept = []
+    for name, value in headers:
+        if name[:1] == b":":
+            raise Malformed("pseudo-header in trailers")
+        if not _NAME.fullmatch(name):
+            raise Malformed(f"invalid trailer name {_text(name)}")
+        if _BAD_VALUE.search(value):
+            raise Malformed(f"invalid character or whitespace in trailer {_text(name)}")
+        if name not in _NOT_IN_TRAILERS:
+            kept.append((name, value))
+    return kept
+
+
+def response_fields(
+    status: int, fields: list[tuple[bytes, bytes]], keep_length: bool = True
+) -> list[tuple[bytes, bytes]]:
+    """The HEADERS field list for an HTTP/1.1 response head parsed by llhttp.
+
+    Names are lowercased and connection-specific fields dropped (RFC 9113 §8.2.2). llhttp has
+    refused CR, LF and NUL already; surrounding whitespace is trimmed (§8.2.1). `keep_length`
+    False drops content-length (a 1xx or 204 must not carry one: RFC 9110 §8.6; on a HEADERS
+    frame that ends the stream it says nothing).
+    """
+    out = [(b":status", b"%d" % status)]
+    for name, value in fields:
+        name = name.lower()
+        if name in _DROPPED_FROM_RESPONSES or (name == b"content-length" and not keep_length):
+            continue
+        out.append((name, value.strip(b" \t")))
+    return out
+
+
+def response_trailers(fields: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """Chunked trailer fields from the backend as HTTP/2 trailers (gRPC's grpc-status...)."""
+    return [
+        (name, value.strip(b" \t"))
+        for name, value in ((n.lower(), v) for n, v in fields)
+        if name not in _NOT_IN_TRAILERS
+    ]
+
+
+def _text(name: bytes) -> str:
+    return repr(name[:64].decode("latin-1"))
