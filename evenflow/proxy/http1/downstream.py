@@ -727,6 +727,9 @@ class DownstreamConnection(asyncio.Protocol):
             return
         self.current = None
         self._log(exchange)
+        # pauses that belonged to this exchange (its backend's backpressure, its held body)
+        # end with it, however it ended
+        self._resume(_PAUSE_BACKPRESSURE | _PAUSE_HOLD)
         if self._tunnel_bytes is not None:
             # the backend declined the WebSocket handshake: what the client sent after it is
             # HTTP again (or nothing), parsed once this answer is out
