@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import re
 
 import pytest
 from affinity_support import Client, Start, map_keys
@@ -76,10 +77,13 @@ async def test_one_client_address_dominating_an_ip_hash_pool_is_a_nat_suspect(
     while loop.time() < deadline and not any("NAT" in r.getMessage() for r in caplog.records):
         await asyncio.sleep(0.1)
     logged = [r.getMessage() for r in caplog.records if "NAT" in r.getMessage()]
-    assert logged == [
-        "pool web: client 127.0.0.2 sent 120 of 180 requests (67%): likely a NAT or proxy "
-        "hot spot, pinning that share to one backend"
-    ]
+    # once; the counts are whatever housekeeping saw at its tick (it may fall mid-burst)
+    assert len(logged) == 1, logged
+    assert re.fullmatch(
+        r"pool web: client 127\.0\.0\.2 sent \d+ of \d+ requests \(\d+%\): likely a NAT or "
+        r"proxy hot spot, pinning that share to one backend",
+        logged[0],
+    ), logged
 
 
 async def test_the_answer_is_the_documented_schema(evenflow: Start, client: Client) -> None:
