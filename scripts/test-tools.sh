@@ -2,8 +2,13 @@
 # The programs the judge tests drive evenflow with (clients nobody here wrote). Installed with
 # apt-get when missing and running as root (as CI does); otherwise says what to install.
 set -eu
+PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"  # nginx lives there; a user's PATH may lack it
 need=""
 command -v curl >/dev/null 2>&1 || need="$need curl"
+command -v redis-server >/dev/null 2>&1 || need="$need redis-server"
+command -v redis-benchmark >/dev/null 2>&1 || need="$need redis-tools"
+command -v dig >/dev/null 2>&1 || need="$need dnsutils"
+command -v nginx >/dev/null 2>&1 || need="$need nginx"
 if [ -z "$need" ]; then exit 0; fi
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "installing test tools:$need"
