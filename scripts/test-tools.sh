@@ -5,6 +5,7 @@ set -eu
 PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"  # nginx lives there; a user's PATH may lack it
 need=""
 command -v curl >/dev/null 2>&1 || need="$need curl"
+command -v h2load >/dev/null 2>&1 || need="$need nghttp2-client"
 command -v redis-server >/dev/null 2>&1 || need="$need redis-server"
 command -v redis-benchmark >/dev/null 2>&1 || need="$need redis-tools"
 command -v dig >/dev/null 2>&1 || need="$need dnsutils"

@@ -301,7 +301,7 @@ class ClientStream(asyncio.Transport):
             if not isinstance(exc.__context__, _HeadResponseEnd):
                 raise
             self._parser = None  # whatever follows a HEAD response's head is not its body
-        except httptools.HttpParserError as exc:
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
             # evenflow's own HTTP/1.1 writer produced it: a bug, but only this stream's
             log.error(
                 "stream %d of %s: invalid response: %s", self.stream_id, self.conn.ctx.name, exc

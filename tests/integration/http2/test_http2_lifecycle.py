@@ -1,0 +1,84 @@
+"""Timeouts and endings over HTTP/2: a stalled request body is answered 408 on its stream, an
+idle connection gets GOAWAY and is closed, and a shutdown lets streams in flight finish."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+from h2.errors import ErrorCodes
+from h2_support import Proxy, config, raw_h2
+
+from evenflow.demo.backend import DemoBackend
+
+pytestmark = pytest.mark.timeout(30)
+
+StartBackends = Callable[..., Awaitable[list[DemoBackend]]]
+StartProxy = Callable[[dict[str, Any]], Awaitable[Proxy]]
+SHORT = {"header": "1s", "idle": "1s", "body": "1s"}
+
+
+async def test_a_stalled_body_is_answered_408_on_its_stream(
+    backends: StartBackends, proxy: StartProxy
+) -> None:
+    (a,) = await backends("a")
+    p = await proxy(config({"a": {"backends": [a.address]}}, pool="a", timeouts=SHORT))
+    async with raw_h2(p.port) as client:
+        stalled = client.start("/echo", ("content-length", "10"), method="POST", end=False)
+        client.conn.send_data(stalled, b"12345")
+        client.flush()
+        started = asyncio.get_running_loop().time()
+        await client.receive(lambda: client.done(stalled), timeout=5)
+        elapsed = asyncio.get_running_loop().time() - started
+        assert client.answer(stalled).headers[b":status"] == b"408"
+        assert 0.9 <= elapsed <= 3.0
+        # the connection itself is fine
+        assert (await client.request("/after")).headers[b":status"] == b"200"
+
+
+async def test_a_get_whose_end_never_comes_is_reset_at_the_header_timeout(
+    backends: StartBackends, proxy: StartProxy
+) -> None:
+    (a,) = await backends("a")
+    p = await proxy(config({"a": {"backends": [a.address]}}, pool="a", timeouts=SHORT))
+    async with raw_h2(p.port) as client:
+        sid = client.start("/x", end=False)
+        await client.receive(lambda: client.done(sid), timeout=5)
+        assert client.answer(sid).reset is not None
+    assert a.requests == 0
+
+
+async def test_an_idle_connection_gets_goaway_and_is_closed(
+    backends: StartBackends, proxy: StartProxy
+) -> None:
+    (a,) = await backends("a")
+    p = await proxy(config({"a": {"backends": [a.address]}}, pool="a", timeouts=SHORT))
+    async with raw_h2(p.port) as client:
+        assert (await client.request("/x")).headers[b":status"] == b"200"
+        await client.receive(lambda: False, timeout=5)
+        goaway = client.goaway()
+        assert goaway is not None and goaway.error_code == ErrorCodes.NO_ERROR
+        assert client.eof
+    assert not p.ctx.connections
+
+
+async def test_shutdown_lets_streams_in_flight_finish(
+    backends: StartBackends, proxy: StartProxy
+) -> None:
+    (a,) = await backends("a")
+    p = await proxy(config({"a": {"backends": [a.address]}}, pool="a"))
+    async with raw_h2(p.port) as client:
+        sid = client.start("/slow?delay=500")
+        await asyncio.sleep(0.1)
+        stopping = asyncio.create_task(p.server.stop())
+        await client.receive(lambda: client.goaway() is not None)
+        goaway = client.goaway()
+        assert goaway is not None
+        assert (goaway.error_code, goaway.last_stream_id) == (ErrorCodes.NO_ERROR, sid)
+        await client.receive(lambda: client.done(sid))
+        assert client.answer(sid).headers[b":status"] == b"200"
+        await client.receive(lambda: False, timeout=3)
+        assert client.eof
+        await asyncio.wait_for(stopping, 5)

@@ -1,0 +1,255 @@
+"""HTTP/2 ↔ HTTP/1.1 field translation for client streams, and the validation on the way in.
+
+Sans-IO: header lists in, HTTP/1.1 heads (parsed back with llhttp, as the stream's
+DownstreamConnection parses them) or field lists out, or Malformed.
+"""
+
+from __future__ import annotations
+
+import re
+
+import httptools
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from evenflow.proxy.http1.heads import grpc_error
+from evenflow.proxy.http2.downstream_fields import (
+    Malformed,
+    parse_request,
+    response_fields,
+    response_trailers,
+    trailer_lines,
+)
+
+Fields = list[tuple[bytes, bytes]]
+
+
+def req(*extra: tuple[bytes, bytes], method: bytes = b"GET", path: bytes = b"/a?b=1") -> Fields:
+    return [
+        (b":method", method),
+        (b":scheme", b"https"),
+        (b":authority", b"example.com"),
+        (b":path", path),
+        *extra,
+    ]
+
+
+class Parsed:
+    """What llhttp reads back from a head (the stream's DownstreamConnection does the same)."""
+
+    def __init__(self, head: bytes) -> None:
+        self.url = b""
+        self.headers: Fields = []
+        self.complete = False
+        parser = httptools.HttpRequestParser(self)
+        parser.feed_data(head)
+        self.method = parser.get_method()
+        self.version = parser.get_http_version()
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        self.complete = True
+
+
+# --- requests ---------------------------------------------------------------------------------
+
+
+def test_a_get_becomes_an_http11_head_with_host_from_authority() -> None:
+    head = parse_request(req((b"accept", b"*/*"), (b"user-agent", b"t/1"))).head(chunked=False)
+    assert head == (
+        b"GET /a?b=1 HTTP/1.1\r\nhost: example.com\r\naccept: */*\r\nuser-agent: t/1\r\n\r\n"
+    )
+
+
+def test_host_header_stands_in_for_a_missing_authority() -> None:
+    fields = [(b":method", b"GET"), (b":scheme", b"http"), (b":path", b"/"), (b"host", b"h:81")]
+    assert parse_request(fields).head(chunked=False) == b"GET / HTTP/1.1\r\nhost: h:81\r\n\r\n"
+
+
+def test_host_equal_to_authority_is_sent_once() -> None:
+    head = parse_request(req((b"host", b"EXAMPLE.com"))).head(chunked=False)
+    assert head.count(b"host:") == 1
+
+
+def test_cookie_crumbs_are_joined_with_semicolons() -> None:
+    # RFC 9113 §8.2.3: an HTTP/1.1 hop gets one cookie field
+    head = parse_request(req((b"cookie", b"a=1"), (b"x", b"y"), (b"cookie", b"b=2"))).head(False)
+    assert b"cookie: a=1; b=2\r\n" in head
+    assert head.count(b"cookie") == 1
+
+
+def test_te_trailers_is_accepted_and_not_forwarded() -> None:
+    request = parse_request(req((b"te", b"trailers"), (b"content-type", b"application/grpc")))
+    assert b"te:" not in request.head(chunked=True)
+    assert request.is_grpc
+
+
+def test_a_body_without_length_is_announced_as_chunked() -> None:
+    request = parse_request(req(method=b"POST"))
+    assert not request.has_length
+    assert request.head(chunked=True).endswith(b"transfer-encoding: chunked\r\n\r\n")
+
+
+def test_content_length_is_kept_and_noted() -> None:
+    request = parse_request(req((b"content-length", b"12"), method=b"PUT"))
+    assert request.has_length
+    assert b"content-length: 12\r\n" in request.head(chunked=False)
+
+
+def test_options_asterisk_and_connect_authority_form() -> None:
+    assert parse_request(req(method=b"OPTIONS", path=b"*")).target == b"*"
+    connect = parse_request([(b":method", b"CONNECT"), (b":authority", b"db:5432")])
+    assert connect.head(chunked=False).startswith(b"CONNECT db:5432 HTTP/1.1\r\nhost: db:5432\r\n")
+
+
+def _bare(*fields: tuple[bytes, bytes]) -> Fields:
+    return [(b":method", b"GET"), (b":scheme", b"http"), (b":path", b"/"), *fields]
+
+
+# (what is wrong, the header list, what the refusal says)
+MALFORMED: list[tuple[str, Fields, str]] = [
+    ("uppercase name", req((b"X-Up", b"1")), "invalid field name"),
+    ("CR in value", req((b"x", b"a\rb")), "invalid character"),
+    ("LF in value", req((b"x", b"a\nb")), "invalid character"),
+    ("NUL in value", req((b"x", b"a\x00b")), "invalid character"),
+    ("other control in value", req((b"x", b"a\x01b")), "invalid character"),
+    ("leading space", req((b"x", b" a")), "whitespace"),
+    ("trailing tab", req((b"x", b"a\t")), "whitespace"),
+    ("space in name", req((b"x y", b"1")), "invalid field name"),
+    ("colon in name", req((b"x:y", b"1")), "invalid field name"),
+    ("empty name", req((b"", b"1")), "invalid field name"),
+    ("connection", req((b"connection", b"close")), "connection-specific"),
+    ("keep-alive", req((b"keep-alive", b"5")), "connection-specific"),
+    ("proxy-connection", req((b"proxy-connection", b"close")), "connection-specific"),
+    ("transfer-encoding", req((b"transfer-encoding", b"chunked")), "connection-specific"),
+    ("upgrade", req((b"upgrade", b"websocket")), "connection-specific"),
+    ("te other than trailers", req((b"te", b"gzip")), "te other than trailers"),
+    ("pseudo after regular", [(b":method", b"GET"), (b"x", b"1"), (b":path", b"/")], "after"),
+    ("unknown pseudo", req((b":protocol", b"websocket")), "unknown pseudo-header"),
+    ("response pseudo", req((b":status", b"200")), "unknown pseudo-header"),
+    ("repeated pseudo", [(b":path", b"/x"), *req()], "given twice"),
+    ("no method", [(b":scheme", b"http"), (b":path", b"/")], ":method"),
+    ("no scheme", [(b":method", b"GET"), (b":path", b"/")], ":scheme"),
+    ("no path", [(b":method", b"GET"), (b":scheme", b"http")], ":path"),
+    ("empty path", req(path=b""), ":path"),
+    ("relative path", req(path=b"a/b"), "origin-form"),
+    ("absolute path", req(path=b"http://x/"), "origin-form"),
+    ("space in path", req(path=b"/a b"), ":path"),
+    ("method with space", req(method=b"GET /x"), ":method"),
+    ("PRI method", req(method=b"PRI"), "preface"),
+    ("userinfo in authority", _bare((b":authority", b"u@h")), "invalid :authority"),
+    ("host differs from authority", req((b"host", b"other.example")), "differs"),
+    ("host twice", _bare((b"host", b"a"), (b"host", b"a")), "host given twice"),
+    (
+        "CONNECT with path",
+        [(b":method", b"CONNECT"), (b":authority", b"h:1"), (b":path", b"/")],
+        "CONNECT",
+    ),
+    ("empty header block", [], ":method"),
+]
+
+
+@pytest.mark.parametrize(
+    ("fields", "says"), [m[1:] for m in MALFORMED], ids=[m[0] for m in MALFORMED]
+)
+def test_malformed_requests_are_refused(fields: Fields, says: str) -> None:
+    with pytest.raises(Malformed, match=re.escape(says)):
+        parse_request(fields)
+
+
+_token = st.text("abcdefghijklmnopqrstuvwxyz0123456789-_.!#$%&'*+^`|~", min_size=1, max_size=12)
+_value = st.binary(max_size=30).filter(
+    lambda v: not any(b < 0x20 and b != 9 or b == 0x7F for b in v) and v.strip(b" \t") == v
+)
+_path = st.text("abcdefghijklmnopqrstuvwxyz0123456789-._~/%?=&", max_size=30).map(
+    lambda p: ("/" + p).encode()
+)
+
+
+@given(
+    method=st.sampled_from([b"GET", b"POST", b"PUT", b"DELETE", b"PATCH", b"OPTIONS"]),
+    path=_path,
+    fields=st.lists(st.tuples(_token.map(str.encode), _value), max_size=8),
+)
+def test_every_accepted_request_reads_back_the_same_through_llhttp(
+    method: bytes, path: bytes, fields: Fields
+) -> None:
+    fields = [
+        (n, v)
+        for n, v in fields
+        if n not in (b"host", b"cookie", b"te", b"content-length", b"transfer-encoding")
+        and n not in (b"connection", b"keep-alive", b"proxy-connection", b"upgrade")
+    ]
+    request = parse_request(req(*fields, method=method, path=path))
+    parsed = Parsed(request.head(chunked=method != b"GET"))
+    assert parsed.complete
+    assert (parsed.method, parsed.url, parsed.version) == (method, path, "1.1")
+    sent = [(b"host", b"example.com"), *fields]
+    if method != b"GET":
+        sent.append((b"transfer-encoding", b"chunked"))
+    assert parsed.headers == sent
+
+
+def test_trailers_refuse_pseudo_headers_and_drop_framing_fields() -> None:
+    kept = trailer_lines([(b"grpc-status", b"0"), (b"content-length", b"3"), (b"host", b"x")])
+    assert kept == [(b"grpc-status", b"0")]
+    with pytest.raises(Malformed):
+        trailer_lines([(b":path", b"/")])
+    with pytest.raises(Malformed):
+        trailer_lines([(b"x", b"a\r\nb")])
+    with pytest.raises(Malformed):
+        trailer_lines([(b"X", b"1")])
+
+
+# --- responses --------------------------------------------------------------------------------
+
+
+def test_response_fields_are_lowercased_and_connection_specific_ones_dropped() -> None:
+    fields = [
+        (b"Content-Type", b"text/plain"),
+        (b"Connection", b"keep-alive"),
+        (b"Keep-Alive", b"timeout=5"),
+        (b"Transfer-Encoding", b"chunked"),
+        (b"Upgrade", b"h2c"),
+        (b"Proxy-Connection", b"close"),
+        (b"TE", b"trailers"),
+        (b"X-Thing", b"a b  "),
+        (b"Content-Length", b"5"),
+        (b"Trailer", b"grpc-status"),
+    ]
+    assert response_fields(200, fields) == [
+        (b":status", b"200"),
+        (b"content-type", b"text/plain"),
+        (b"x-thing", b"a b"),
+        (b"content-length", b"5"),
+        (b"trailer", b"grpc-status"),
+    ]
+
+
+def test_a_204_or_1xx_carries_no_content_length() -> None:
+    assert response_fields(204, [(b"content-length", b"0")], keep_length=False) == [
+        (b":status", b"204")
+    ]
+
+
+def test_response_trailers_keep_grpc_status_and_drop_framing() -> None:
+    trailers = [(b"Grpc-Status", b"0"), (b"grpc-message", b"ok "), (b"Content-Length", b"1")]
+    assert response_trailers(trailers) == [(b"grpc-status", b"0"), (b"grpc-message", b"ok")]
+
+
+def test_grpc_error_is_an_empty_200_with_the_status_in_headers() -> None:
+    raw = grpc_error(14, "pool a: no backend 100% down ünïcode\n")
+    assert raw.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert b"grpc-status: 14\r\n" in raw
+    assert b"content-type: application/grpc\r\n" in raw
+    assert b"content-length: 0\r\n" in raw
+    # PROTOCOL-HTTP2.md: percent-encoded UTF-8; printable ASCII except % unchanged
+    assert b"grpc-message: pool a: no backend 100%25 down %C3%BCn%C3%AFcode%0A\r\n" in raw
+    assert raw.endswith(b"\r\n\r\n")
+    assert b"connection: close" in grpc_error(12, "x", close=True)
