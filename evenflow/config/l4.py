@@ -36,6 +36,12 @@ class L4Timeouts(Model):
         10.0,
         description="Longest wait for a PROXY header or a TLS ClientHello before routing. 10s.",
     )
+    half_closed: Duration = Field(
+        60.0,
+        description="Once one side has closed its half (FIN) and the other has not, how long "
+        "the connection may stay quiet before it is closed (HAProxy's client-fin/server-fin). "
+        "Default 60s.",
+    )
 
 
 class TcpLimits(Model):

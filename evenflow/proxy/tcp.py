@@ -14,8 +14,11 @@ resets with `abort`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import logging
+import socket
+import struct
 import time
 from collections import OrderedDict, deque
 from typing import TYPE_CHECKING, Any, cast
@@ -186,6 +189,7 @@ class TcpDownstream(asyncio.BufferedProtocol):
         "_quiet",
         "_last_bytes",
         "_waited",
+        "_admitted",
         "_finished",
     )
 
@@ -217,6 +221,7 @@ class TcpDownstream(asyncio.BufferedProtocol):
         self._quiet = 0
         self._last_bytes = -1
         self._waited = False
+        self._admitted = False  # counted among the served (not refused, not waiting)
         self._finished = False
 
     # -- asyncio callbacks -------------------------------------------------------------------
@@ -236,8 +241,11 @@ class TcpDownstream(asyncio.BufferedProtocol):
             self.abort(REFUSED)
             return
         config = ctx.config
+        timeouts = config.timeouts
         self.watchdog = Watchdog(
-            ctx.loop, min(config.timeouts.idle, config.timeouts.handshake), self._check_timeouts
+            ctx.loop,
+            min(timeouts.idle, timeouts.handshake, timeouts.half_closed),
+            self._check_timeouts,
         )
         self.watchdog.start()
         if len(ctx.connections) - len(ctx.waiting) > limit:
@@ -245,6 +253,7 @@ class TcpDownstream(asyncio.BufferedProtocol):
             ctx.waiting.append(self)
             self._waited = True
             return
+        self._admitted = True
         self._begin()
 
     def _begin(self) -> None:
@@ -268,6 +277,7 @@ class TcpDownstream(asyncio.BufferedProtocol):
         """A connection that waited at max_connections may now be served."""
         if self.transport is not None and self.state == _HANDSHAKE and self._waited:
             self._waited = False
+            self._admitted = True
             self.transport.resume_reading()
             self._begin()
 
@@ -303,7 +313,7 @@ class TcpDownstream(asyncio.BufferedProtocol):
         upstream = self.upstream
         if upstream is not None:
             if exc is not None:
-                upstream.abort()  # a reset is passed on as a reset
+                upstream.reset()  # a reset is passed on as a reset
             else:
                 upstream.close()
         self._finish(reason)
@@ -355,12 +365,12 @@ class TcpDownstream(asyncio.BufferedProtocol):
         try:
             hello = parser.feed(data)
         except ClientHelloError as exc:
-            log.debug(
+            # not TLS (or garbage) on a listener that routes TLS: nowhere sensible to send it
+            log.info(
                 "listener %s: no TLS ClientHello from %s: %s", self.ctx.name, self.client[0], exc
             )
             self.hello_parser = None
-            self.server_name = None
-            self._route_and_connect()  # not TLS, or garbage: the no-SNI route decides
+            self.abort(REFUSED)
             return
         if hello is None:
             return
@@ -490,6 +500,8 @@ class TcpDownstream(asyncio.BufferedProtocol):
     def on_backend_eof(self) -> bool:
         """The backend half-closed: pass it on; True keeps the backend's transport open."""
         self.backend_eof = True
+        if not self.client_eof:
+            self.close_reason = self.close_reason or BACKEND  # the backend ended first
         transport = self.transport
         if transport is not None and not transport.is_closing() and transport.can_write_eof():
             transport.write_eof()
@@ -507,18 +519,25 @@ class TcpDownstream(asyncio.BufferedProtocol):
             return
         if exc is not None:
             self.close_reason = self.close_reason or RESET
-            transport.abort()  # a reset from the backend reaches the client as a reset
+            reset(transport)  # a reset from the backend reaches the client as a reset
         else:
             self.close_reason = self.close_reason or BACKEND
             transport.close()
 
-    def abort(self, reason: str) -> None:
+    def abort(self, reason: str, rst: bool = True) -> None:
+        """End both sides now: with a reset (refused, failed), or a plain close (timeout)."""
         self.close_reason = self.close_reason or reason
         self.state = _DONE
         if self.upstream is not None:
-            self.upstream.abort()
+            if rst:
+                self.upstream.reset()
+            else:
+                self.upstream.close()
         if self.transport is not None:
-            self.transport.abort()
+            if rst:
+                reset(self.transport)
+            else:
+                self.transport.close()
 
     def _finish(self, reason: str) -> None:
         """The client connection is gone: count, log one line, let a waiting one in."""
@@ -530,8 +549,8 @@ class TcpDownstream(asyncio.BufferedProtocol):
         ctx.connections.discard(self)
         if self in ctx.waiting:
             ctx.waiting.remove(self)
-        elif ctx.waiting:
-            ctx.waiting.popleft().admit()
+        elif ctx.waiting and self._admitted:
+            ctx.waiting.popleft().admit()  # a served connection ended: the next may come in
         if self.watchdog is not None:
             self.watchdog.stop()
         stats = ctx.stats
@@ -575,11 +594,16 @@ class TcpDownstream(asyncio.BufferedProtocol):
         self._quiet += 1
         timeouts = self.ctx.config.timeouts
         period = self.watchdog.period_s if self.watchdog is not None else 1.0
-        limit = timeouts.handshake if self.state == _HANDSHAKE else timeouts.idle
+        if self.state == _HANDSHAKE:
+            limit = timeouts.handshake
+        elif self.client_eof != self.backend_eof:
+            limit = timeouts.half_closed  # one side is done: do not wait an hour for the other
+        else:
+            limit = timeouts.idle
         if self.state == _CONNECTING:
             return True  # the connect timeout owns this wait
         if self._quiet >= periods(limit, period):
-            self.abort(TIMEOUT)
+            self.abort(TIMEOUT, rst=False)  # idle: a plain close, nothing went wrong
             return False
         return True
 
@@ -655,10 +679,27 @@ class TcpUpstream(asyncio.BufferedProtocol):
         if self.transport is not None:
             self.transport.abort()
 
+    def reset(self) -> None:
+        if self.transport is not None:
+            reset(self.transport)
+
     def terminate(self, reason: str) -> None:
         """Cut the relay for the control plane (a drain deadline passed)."""
         self.down.close_reason = self.down.close_reason or reason
-        self.abort()
+        self.reset()
+
+
+def reset(transport: asyncio.Transport) -> None:
+    """Close with a TCP RST, not a FIN: abort() alone closes gracefully at the socket level,
+    which would turn a peer's reset into a clean close on the other side."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
+    transport.abort()
+
+
+_LINGER_RESET = struct.pack("ii", 1, 0)  # linger on, 0 s: close() sends RST
 
 
 def describe_connections(ctx: TcpListenerContext) -> dict[str, Any]:
