@@ -1,8 +1,9 @@
 """`evenflow demo`: three demo backends and evenflow in front of them, on one event loop.
 
 The embedded config shows what a first-time user should see working: path routing, a header
-route for canaries, a weighted split, least_conn, the admin API, and (as they land) health
-checks and the dashboard. It prints the curl lines to try.
+route for canaries, a weighted split, least_conn, consistent hashing on a header, active health
+checks with rise/fall and passive ejection, slow start, the admin API, /metrics and the
+dashboard. It prints the URLs and the curl lines to try.
 """
 
 from __future__ import annotations
@@ -18,6 +19,21 @@ from evenflow.server import Server
 
 log = logging.getLogger(__name__)
 
+
+# every demo pool is probed (GET /healthz, every 2s, 1s while changing), ejects a backend
+# after 3 failures in a row on traffic, and ramps a recovered backend up over 10s
+HEALTH: dict[str, Any] = {
+    "active": {
+        "http": {"path": "/healthz"},
+        "interval": "2s",
+        "fast_interval": "500ms",
+        "timeout": "500ms",
+        "rise": 2,
+        "fall": 2,
+    },
+    "passive": {"consecutive_failures": 3, "ejection_time": "10s"},
+    "slow_start": "10s",
+}
 
 DEFAULT_PORT = 8080
 DEFAULT_ADMIN_PORT = 9901
@@ -46,6 +62,11 @@ def demo_config(
                         "match": {"headers": {"x-canary": "true"}},
                         "pool": "canary",
                     },
+                    {
+                        "name": "users",
+                        "match": {"path_prefix": "/users"},
+                        "pool": "users",
+                    },
                     {"name": "api", "match": {"path_prefix": "/api/"}, "pool": "api"},
                     {
                         "name": "shop",
@@ -61,9 +82,16 @@ def demo_config(
             "web": {
                 "algorithm": "weighted_round_robin",
                 "backends": [{"address": a, "weight": 2}, {"address": b, "weight": 1}],
+                "health": HEALTH,
             },
-            "api": {"algorithm": "least_conn", "backends": [a, b, c]},
-            "canary": {"backends": [c]},
+            "api": {"algorithm": "least_conn", "backends": [a, b, c], "health": HEALTH},
+            "users": {
+                "algorithm": "consistent_hash",
+                "hash_key": "header:x-user-id",
+                "backends": [a, b, c],
+                "health": HEALTH,
+            },
+            "canary": {"backends": [c], "health": HEALTH},
         },
         # loopback whatever --host says: the demo's admin API has no token
         "admin": {"bind": f"127.0.0.1:{admin_port or admin_port_for(port)}"},
@@ -76,9 +104,12 @@ def usage_lines(url: str, admin_url: str | None = None, backend: str = "") -> li
     admin: list[str] = []
     if admin_url is not None:
         admin = [
+            f"dashboard: {admin_url}/   metrics: {admin_url}/metrics",
             f"admin API on {admin_url} (described at {admin_url}/api/v1/openapi.json):",
             f"  curl -s {admin_url}/api/v1/pools/web             # each backend's state",
             f"  curl -s -X POST {admin_url}/api/v1/pools/web/backends/{backend}/drain",
+            "make a backend fail its health checks, and watch it turn unhealthy (then ok=1):",
+            f"  curl -s -X POST 'http://{backend}/_control/health?ok=0'",
         ]
     return [
         f"evenflow demo: listening on {url}",
@@ -88,6 +119,7 @@ def usage_lines(url: str, admin_url: str | None = None, backend: str = "") -> li
         f"  curl -i {url}/api/slow?delay=500     # ... a slow answer keeps its backend busy",
         f"  curl -i -H 'x-canary: true' {url}/   # the canary route: always c",
         f"  curl -i {url}/shop                   # 80/20 split between web and canary",
+        f"  curl -i -H 'x-user-id: 42' {url}/users  # consistent hashing: same user, same one",
         *admin,
         "Ctrl-C to stop.",
     ]
