@@ -41,6 +41,7 @@ unit: $(VENV)/.installed-test
 # against nginx and HAProxy on this machine; not part of `make test`
 bench: $(VENV)/.installed-test
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/tls.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

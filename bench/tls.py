@@ -1,0 +1,339 @@
+"""Benchmark HTTPS keep-alive: evenflow against nginx, both terminating TLS, same run.
+
+Usage (from the repository root; `make bench` runs it after bench/run.py):
+
+    .venv/bin/python bench/tls.py [--duration 10] [--repeat 1] [--warmup 2] [--connections 64]
+
+What it does:
+  1. Checks that nginx and wrk are installed (bench/run.py's rules: apt-get as root, else exit 2).
+  2. Makes one certificate (ECDSA P-256, for 127.0.0.1) with trustme, in a scratch directory.
+  3. Starts the backend (nginx, a static 1 KiB file, plain HTTP keep-alive) and two proxies in
+     front of it, each one process with one worker, TLS 1.2/1.3 with that certificate, keep-alive
+     to the backend: nginx (`listen ssl`), and evenflow (`tls:` on its listener).
+  4. For each proxy: a warm-up, then `wrk -t1 -c64 https://.../1k`. TLS handshakes happen once
+     per wrk connection, so this measures the record layer on a keep-alive connection. It
+     records wrk's requests/s and the proxy's CPU time (utime+stime from /proc) during the run,
+     hence CPU microseconds per request, and reports evenflow's ratio to nginx (target: at most
+     1.3x nginx's CPU per request).
+  5. Writes everything as JSON to bench/results/tls-<UTC timestamp>.json.
+
+Everything it starts is stopped on exit, on error and on Ctrl-C. Exit status: 0 on success, 1
+when a proxy could not be measured cleanly, 2 when tools are missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import shutil
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import asdict
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from run import (  # noqa: E402  (bench/ is not a package: run.py sits beside this file)
+    BODY_BYTES,
+    PATH,
+    RESULTS,
+    ROOT,
+    Run,
+    Started,
+    cpu_seconds_between,
+    cpu_ticks,
+    evenflow_python,
+    find_tool,
+    free_port,
+    medians,
+    nginx_conf,
+    parse_wrk,
+    process_tree,
+    signals_unwind,
+    start_backend,
+    wait_ready,
+)
+
+TOOLS = {"nginx": "nginx", "wrk": "wrk"}  # command -> Debian package
+TARGET_CPU_RATIO = 1.3  # issue 7: HTTPS keep-alive at most 1.3x nginx's CPU per request
+
+
+def ensure_tools() -> dict[str, str]:
+    missing = [package for command, package in TOOLS.items() if find_tool(command) is None]
+    if missing and os.geteuid() == 0:
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        subprocess.run(["apt-get", "update"], env=env, check=False)
+        subprocess.run(["apt-get", "install", "-y", *missing], env=env, check=False)
+        missing = [package for command, package in TOOLS.items() if find_tool(command) is None]
+    if missing:
+        print(f"bench: missing {', '.join(missing)}; install them and run again", file=sys.stderr)
+        raise SystemExit(2)
+    return {command: str(find_tool(command)) for command in TOOLS}
+
+
+def make_certificate(workdir: Path) -> tuple[Path, Path]:
+    """One certificate for 127.0.0.1 (ECDSA P-256, as trustme issues), readable by nginx."""
+    import trustme
+
+    leaf = trustme.CA().issue_cert("127.0.0.1", "localhost")
+    cert, key = workdir / "server.pem", workdir / "server.key"
+    leaf.cert_chain_pems[0].write_to_path(str(cert))
+    leaf.private_key_pem.write_to_path(str(key))
+    for path in (cert, key):
+        path.chmod(0o644)  # nginx's workers may run as another user
+    return cert, key
+
+
+def start_nginx_tls(
+    nginx: str, workdir: Path, port: int, backend_port: int, cert: Path, key: Path
+) -> Started:
+    prefix = workdir / "nginx-tls"
+    prefix.mkdir()
+    conf = prefix / "nginx.conf"
+    conf.write_text(
+        nginx_conf(
+            prefix,
+            f"    listen 127.0.0.1:{port} ssl;\n"
+            f"    ssl_certificate {cert};\n"
+            f"    ssl_certificate_key {key};\n"
+            "    ssl_protocols TLSv1.2 TLSv1.3;\n"
+            "    ssl_session_cache shared:SSL:10m;\n"
+            "    location / {\n"
+            "      proxy_pass http://backend;\n"
+            "      proxy_http_version 1.1;\n"
+            '      proxy_set_header Connection "";\n'
+            "    }",
+            extra_http=f"  upstream backend {{\n"
+            f"    server 127.0.0.1:{backend_port};\n"
+            "    keepalive 64;\n"
+            "    keepalive_requests 10000000;\n"
+            "  }",
+        )
+    )
+    return Started("nginx", [nginx, "-p", str(prefix), "-e", "stderr", "-c", str(conf)], workdir)
+
+
+def start_evenflow_tls(
+    workdir: Path, port: int, backend_port: int, cert: Path, key: Path
+) -> Started:
+    conf = workdir / "evenflow-tls.yaml"
+    conf.write_text(
+        f"""
+listeners:
+  - name: bench
+    bind: "127.0.0.1:{port}"
+    tls:
+      certificates: [{{cert: "{cert}", key: "{key}"}}]
+      alpn: [http/1.1]
+    routes:
+      - pool: web
+pools:
+  web:
+    backends: ["127.0.0.1:{backend_port}"]
+access_log:
+  path: "off"
+drain_timeout: 2s
+"""
+    )
+    return Started(
+        "evenflow", [evenflow_python(), "-m", "evenflow", "run", "-c", str(conf)], workdir
+    )
+
+
+def wait_ready_tls(started: Started, port: int, timeout_s: float = 15.0) -> None:
+    """Until GET https://127.0.0.1:port/1k answers 200 with the 1 KiB body."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    deadline = time.monotonic() + timeout_s
+    last = "no answer"
+    while time.monotonic() < deadline:
+        if started.proc.poll() is not None:
+            raise RuntimeError(f"{started.name} exited:\n{started.log_tail()}")
+        try:
+            with urllib.request.urlopen(
+                f"https://127.0.0.1:{port}{PATH}", context=context, timeout=2
+            ) as response:
+                if response.status == 200 and len(response.read()) == BODY_BYTES:
+                    return
+                last = f"status {response.status}"
+        except OSError as exc:
+            last = str(exc)
+        time.sleep(0.1)
+    raise RuntimeError(f"{started.name} not ready ({last}):\n{started.log_tail()}")
+
+
+def run_wrk(wrk: str, port: int, duration_s: int, connections: int) -> str:
+    done = subprocess.run(
+        [
+            wrk,
+            "-t1",
+            f"-c{connections}",
+            f"-d{duration_s}s",
+            "--latency",
+            f"https://127.0.0.1:{port}{PATH}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=duration_s + 60,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"wrk failed ({done.returncode}): {done.stderr.strip()}")
+    return done.stdout
+
+
+def measure(
+    wrk: str, proxy: Started, port: int, backend: Started, args: argparse.Namespace, round_: int
+) -> Run:
+    run_wrk(wrk, port, args.warmup, args.connections)
+    before = cpu_ticks(process_tree(proxy.pid))
+    backend_before = cpu_ticks(process_tree(backend.pid))
+    output = run_wrk(wrk, port, args.duration, args.connections)
+    after = cpu_ticks(process_tree(proxy.pid))
+    backend_after = cpu_ticks(process_tree(backend.pid))
+    rps, total, errors, latency = parse_wrk(output)
+    cpu_s = cpu_seconds_between(before, after)
+    backend_cpu_s = cpu_seconds_between(backend_before, backend_after)
+    return Run(
+        proxy=proxy.name,
+        round=round_,
+        requests_per_s=rps,
+        requests=total,
+        cpu_s=cpu_s,
+        cpu_us_per_req=cpu_s * 1e6 / total if total else float("nan"),
+        backend_cpu_us_per_req=backend_cpu_s * 1e6 / total if total else float("nan"),
+        latency_p50_ms=latency.get("50"),
+        latency_p99_ms=latency.get("99"),
+        errors=errors,
+    )
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--duration", type=int, default=10, help="seconds per measured run (10)")
+    parser.add_argument("--warmup", type=int, default=2, help="seconds of warm-up per run (2)")
+    parser.add_argument("--repeat", type=int, default=1, help="rotations; medians reported (1)")
+    parser.add_argument("--connections", type=int, default=64, help="wrk connections (64)")
+    args = parser.parse_args()
+    if min(args.duration, args.repeat, args.connections, args.warmup) < 1:
+        parser.error("--duration, --warmup, --repeat and --connections must be at least 1")
+    return args
+
+
+def main() -> int:
+    args = parse_args()
+    tools = ensure_tools()
+    started: list[Started] = []
+    runs: list[Run] = []
+    failures: list[str] = []
+    workdir = Path(tempfile.mkdtemp(prefix="evenflow-bench-tls-"))
+    workdir.chmod(0o755)
+    with signals_unwind():
+        try:
+            cert, key = make_certificate(workdir)
+            backend_port = free_port()
+            backend = start_backend(tools["nginx"], workdir, backend_port)
+            started.append(backend)
+            wait_ready(backend, backend_port)
+            proxies: dict[str, tuple[Started, int]] = {}
+            for name in ("nginx", "evenflow"):
+                port = free_port()
+                if name == "nginx":
+                    proxy = start_nginx_tls(tools["nginx"], workdir, port, backend_port, cert, key)
+                else:
+                    proxy = start_evenflow_tls(workdir, port, backend_port, cert, key)
+                started.append(proxy)
+                try:
+                    wait_ready_tls(proxy, port)
+                except RuntimeError as exc:
+                    failures.append(f"{name}: {exc}")
+                    continue
+                proxies[name] = (proxy, port)
+            for round_ in range(1, args.repeat + 1):
+                for name, (proxy, port) in proxies.items():
+                    print(f"round {round_}/{args.repeat}: {name} (https) ...", end=" ", flush=True)
+                    try:
+                        run = measure(tools["wrk"], proxy, port, backend, args, round_)
+                    except RuntimeError as exc:
+                        print("failed")
+                        failures.append(f"{name} round {round_}: {exc}")
+                        continue
+                    runs.append(run)
+                    print(f"{run.requests_per_s:.0f} req/s, {run.cpu_us_per_req:.1f} µs/req")
+                    if run.errors:
+                        failures.append(f"{name} round {round_}: wrk reported {run.errors}")
+        finally:
+            for process in reversed(started):
+                process.stop()
+            shutil.rmtree(workdir, ignore_errors=True)
+    if not runs:
+        print("bench: no measurement succeeded:\n" + "\n".join(failures), file=sys.stderr)
+        return 1
+    summary = medians(runs)
+    print(f"\nHTTPS keep-alive (wrk -t1 -c{args.connections}, {PATH}, TLS 1.3):")
+    print(f"{'proxy':<10} {'req/s':>10} {'CPU µs/req':>11} {'p99 ms':>8} {'errors':>7}")
+    for proxy_name, s in summary.items():
+        p99 = f"{s['latency_p99_ms']:.2f}" if s["latency_p99_ms"] is not None else "-"
+        print(
+            f"{proxy_name:<10} {s['requests_per_s']:>10.0f} {s['cpu_us_per_req']:>11.1f}"
+            f" {p99:>8} {s['errors']:>7}"
+        )
+    ratio = None
+    if "evenflow" in summary and "nginx" in summary:
+        ratio = summary["evenflow"]["cpu_us_per_req"] / summary["nginx"]["cpu_us_per_req"]
+        verdict = "meets" if ratio <= TARGET_CPU_RATIO else "misses"
+        rps_ratio = summary["evenflow"]["requests_per_s"] / summary["nginx"]["requests_per_s"]
+        print(
+            f"evenflow CPU/req x{ratio:.2f} nginx ({verdict} the {TARGET_CPU_RATIO}x target); "
+            f"req/s x{rps_ratio:.2f}"
+        )
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    out = RESULTS / f"tls-{stamp}.json"
+    out.write_text(
+        json.dumps(
+            {
+                "timestamp": stamp,
+                "kind": "https-keepalive",
+                "machine": {
+                    "cpus": os.cpu_count(),
+                    "platform": platform.platform(),
+                    "load_avg_at_end": os.getloadavg(),
+                },
+                "params": {
+                    "duration_s": args.duration,
+                    "warmup_s": args.warmup,
+                    "repeat": args.repeat,
+                    "connections": args.connections,
+                    "path": PATH,
+                },
+                "runs": [asdict(r) for r in runs],
+                "summary": summary,
+                "evenflow_cpu_ratio_vs_nginx": ratio,
+                "failures": failures,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
+    print(f"written {out.relative_to(ROOT)}")
+    if failures:
+        print("bench: problems:\n  " + "\n  ".join(failures), file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        raise SystemExit(main())
+    except KeyboardInterrupt:
+        print("\nbench: interrupted; everything it started is stopped", file=sys.stderr)
+        raise SystemExit(130) from None
