@@ -12,6 +12,7 @@ HTTP/2 through curl is its own test, run once the HTTP/2 module exists.
 from __future__ import annotations
 
 import datetime
+import ipaddress
 import json
 import shutil
 import socket
@@ -226,8 +227,6 @@ def mozilla_leaf(ca: trustme.CA, directory: Path) -> dict[str, str]:
     issuer_key = serialization.load_pem_private_key(ca.private_key_pem.bytes(), password=None)
     key = ec.generate_private_key(ec.SECP256R1())
     now = datetime.datetime.now(datetime.UTC)
-    import ipaddress
-
     cert = (
         x509.CertificateBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
@@ -260,10 +259,10 @@ def mozilla_leaf(ca: trustme.CA, directory: Path) -> dict[str, str]:
         )
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.public_key()),  # type: ignore[arg-type]
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.public_key()),
             critical=False,
         )
-        .sign(issuer_key, hashes.SHA256())  # type: ignore[arg-type]
+        .sign(issuer_key, hashes.SHA256())
     )
     cert_path, key_path = directory / "server.pem", directory / "server.key"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
@@ -328,7 +327,7 @@ class KeepAlive:
 
     def peer(self) -> bytes:
         assert self.conn.sock is not None
-        found = self.conn.sock.getpeercert(binary_form=True)  # type: ignore[attr-defined]
+        found = self.conn.sock.getpeercert(binary_form=True)
         assert isinstance(found, bytes)
         return found
 

@@ -3,6 +3,7 @@ follows the server name it asked for, and old protocols and weak suites are refu
 
 from __future__ import annotations
 
+import asyncio
 import json
 import ssl
 
@@ -136,7 +137,7 @@ async def test_weak_cipher_suites_refused(pki: Pki, backend: DemoBackend) -> Non
         context = client_context(pki.ca_path, max_version=ssl.TLSVersion.TLSv1_2)
         context.set_ciphers("ECDHE-ECDSA-CHACHA20-POLY1305")
         client = await TlsClient.open(proxy.port, context)
-        assert client.ssl_object.cipher()[0] == "ECDHE-ECDSA-CHACHA20-POLY1305"  # type: ignore[index]
+        assert client.ssl_object.cipher()[0] == "ECDHE-ECDSA-CHACHA20-POLY1305"
         await client.close()
 
 
@@ -167,8 +168,6 @@ async def test_keep_alive_over_tls(pki: Pki, backend: DemoBackend) -> None:
 async def test_plaintext_to_a_tls_listener_gets_no_http_answer(
     pki: Pki, backend: DemoBackend
 ) -> None:
-    import asyncio
-
     api = pki.issue("api", "api.example.com")
     async with running_proxy(config({"certificates": [api.pair()]}, [backend.address])) as proxy:
         reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
@@ -177,3 +176,18 @@ async def test_plaintext_to_a_tls_listener_gets_no_http_answer(
         writer.close()
         assert not data.startswith(b"HTTP/")
     assert backend.requests == 0
+
+
+async def test_a_silent_client_is_dropped_after_the_header_timeout(
+    pki: Pki, backend: DemoBackend
+) -> None:
+    api = pki.issue("api", "api.example.com")
+    data = config({"certificates": [api.pair()]}, [backend.address])
+    data["listeners"][0]["timeouts"] = {"header": "500ms"}
+    async with running_proxy(data) as proxy:
+        reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+        started = asyncio.get_running_loop().time()
+        # no ClientHello ever: the handshake counts against the header timeout
+        assert await asyncio.wait_for(reader.read(), 5) == b""
+        assert asyncio.get_running_loop().time() - started < 3
+        writer.close()
