@@ -688,6 +688,8 @@ class DownstreamConnection(asyncio.Protocol):
 
     def answer_error(self, exchange: Exchange, error: ProxyError) -> None:
         """Answer `exchange` with a canned response for `error`, in its turn."""
+        if not exchange.keep_alive:
+            exchange.close_after = True  # the client asked to close (or spoke HTTP/1.0)
         content_type = exchange.req.header(b"content-type")
         if content_type is not None and content_type[:16].lower() == b"application/grpc":
             # a gRPC client reads grpc-status, not the HTTP status: 200 with the status in
@@ -711,7 +713,8 @@ class DownstreamConnection(asyncio.Protocol):
             self.write(
                 heads.CANNED_KEEP_ALIVE.get(error.status) or heads.canned_response(error.status)
             )
-        exchange.add_failure(error.detail)
+        if not exchange.failures or not exchange.failures[-1].endswith(error.detail):
+            exchange.add_failure(error.detail)  # an attempt's failure is noted once
         self.on_exchange_done(exchange)
 
     def abort_after(self, exchange: Exchange, error: ProxyError) -> None:
