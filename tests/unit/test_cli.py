@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import trustme
 
 from evenflow import __version__
 from evenflow.cli import main
@@ -163,13 +164,21 @@ def test_check_invalid_yaml_is_one_line(tmp_path: Path, capsys: pytest.CaptureFi
 
 
 def test_the_readme_config_example_passes_check(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     readme = Path(__file__).resolve().parents[2] / "README.md"
     [example] = re.findall(r"```yaml\n(.*?)```", readme.read_text(encoding="utf-8"), re.S)
+    # the example's certificate and secrets, made real for this test
+    ca = trustme.CA()
+    leaf = ca.issue_cert("example.test")
+    leaf.cert_chain_pems[0].write_to_path(str(tmp_path / "site.pem"))
+    leaf.private_key_pem.write_to_path(str(tmp_path / "site.key"))
+    example = example.replace("/etc/evenflow/", f"{tmp_path}/")
+    monkeypatch.setenv("EVENFLOW_STICKY_SECRET", "s3cret")
+    monkeypatch.setenv("EVENFLOW_ADMIN_TOKEN", "t0ken")
     code, out, err = run_main(capsys, "check", "-c", write(tmp_path, example))
     assert (code, err) == (0, "")
-    assert out.endswith(": ok (1 listener(s), 3 pool(s))\n")
+    assert out.endswith(": ok (2 listener(s), 5 pool(s))\n")
 
 
 # --- usage errors -----------------------------------------------------------------------------
