@@ -5,24 +5,36 @@ a request goes in, the response comes back on a parked backend connection, repea
 measures is the interpreter work per request (the part evenflow can change); the kernel's share
 is the same for every proxy and is measured by bench/run.py with wrk.
 
-    .venv/bin/python bench/dataplane_bench.py [N] [--count]
+    .venv/bin/python bench/dataplane_bench.py [N] [--count] [--observability]
 
 --count reports bytecodes and calls per request instead of time: deterministic, so it shows
 what a change did even on a noisy shared machine.
+
+--observability measures what observability costs per request, each variant against `bare`
+(no metric counters, no trace context, no access log): the default (counters and trace context
+on, log off), each of those alone, and the access log on in JSON and combined format (written
+to a file and flushed every FLUSH_EVERY requests inside the measured loop, so rendering and
+writing the lines count too). Bytecodes with --count, else time.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
+import tempfile
 import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 from evenflow.config.load import load_data
+from evenflow.observability.access_log import AccessLog
 from evenflow.proxy.http1.downstream import DownstreamConnection, HttpListenerContext
 from evenflow.proxy.http1.upstream import UpstreamConnection
 from evenflow.runtime.controller import Controller
 
+FLUSH_EVERY = 200  # about what a 0.2 s flush timer batches at 1000 req/s
 REQUEST = b"GET /1k HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n"
 BODY = b"x" * 1024
 RESPONSE = (
@@ -62,8 +74,8 @@ class FakeTransport:
     def write_eof(self) -> None: ...
 
 
-def _count_work(down: DownstreamConnection, up: UpstreamConnection, n: int) -> str:
-    """Bytecodes and calls per request: deterministic, unlike time on a shared machine."""
+def _count_work(step: Callable[[], None], n: int) -> tuple[float, float]:
+    """Bytecodes and calls per step: deterministic, unlike time on a shared machine."""
     opcodes = 0
     calls = 0
 
@@ -83,52 +95,132 @@ def _count_work(down: DownstreamConnection, up: UpstreamConnection, n: int) -> s
     sys.setprofile(profiler)
     try:
         for _ in range(n):
-            down.data_received(REQUEST)
-            up.data_received(RESPONSE)
+            step()
     finally:
         sys.settrace(None)
         sys.setprofile(None)
-    return f"{opcodes / n:.0f} bytecodes and {calls / n:.0f} calls per proxied request"
+    return opcodes / n, calls / n
 
 
-async def main(n: int, count_only: bool = False) -> None:
+def _time_work(step: Callable[[], None], n: int, rounds: int = 20) -> tuple[float, float]:
+    """Microseconds per step: the fastest and the median of `rounds` rounds of n/rounds steps
+    (the machine is shared and noisy: the fastest is the intrinsic cost)."""
+    times = []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        for _ in range(n // rounds):
+            step()
+        times.append((time.perf_counter() - started) / (n // rounds) * 1e6)
+    times.sort()
+    return times[0], times[len(times) // 2]
+
+
+def _log_without_metrics(self: DownstreamConnection, exchange: Any) -> None:
+    # DownstreamConnection._log less the metric series: the "before metrics" data path
+    access_log = self.ctx.access_log
+    if access_log is not None:
+        access_log.log_exchange(self.listener_name, exchange)
+
+
+VARIANTS = {  # name: (metric counters, trace context, access log format or None)
+    "bare": (False, False, None),
+    "metrics": (True, False, None),
+    "tracing": (False, True, None),
+    "default": (True, True, None),
+    "default+log json": (True, True, "json"),
+    "default+log combined": (True, True, "combined"),
+}
+
+
+def _setup(
+    loop: asyncio.AbstractEventLoop, tracing: bool, log_format: str | None, workdir: Path
+) -> tuple[Callable[[], None], Callable[[], None]]:
+    """One proxied request per call of the first function; the second checks and cleans up."""
     config = load_data(
         {
             "listeners": [{"name": "web", "bind": "127.0.0.1:1", "pool": "web"}],
             "pools": {"web": {"backends": ["127.0.0.1:2"]}},
             "access_log": {"path": "off"},
+            "tracing": {"enabled": tracing},
         }
     ).config
     controller = Controller(config)
-    loop = asyncio.get_running_loop()
-    ctx = HttpListenerContext("web", controller, loop, None)
+    log = AccessLog(loop, str(workdir / "access.log"), log_format) if log_format else None
+    ctx = HttpListenerContext("web", controller, loop, log)
     down = DownstreamConnection(ctx)
-    down_transport = FakeTransport()
-    down.connection_made(down_transport)  # type: ignore[arg-type]
+    down.connection_made(FakeTransport())  # type: ignore[arg-type]
     backend = controller.backends["web"][0]
     up = UpstreamConnection(backend, loop, 30.0, 30.0, 8)
     up.connection_made(FakeTransport())  # type: ignore[arg-type]
     up.release(reusable=True)
-    for _ in range(1000):  # warm up
+    served = 0
+
+    def step() -> None:
+        nonlocal served
         down.data_received(REQUEST)
         up.data_received(RESPONSE)
-    if count_only:
-        print(_count_work(down, up, 2000))
-        return
-    # the machine is shared and noisy: many short rounds, the fastest is the intrinsic cost
-    rounds = []
-    for _ in range(20):
-        started = time.perf_counter()
-        for _ in range(n // 20):
-            down.data_received(REQUEST)
-            up.data_received(RESPONSE)
-        rounds.append((time.perf_counter() - started) / (n // 20) * 1e6)
-    assert backend.in_flight == 0 and down.current is None
-    rounds.sort()
-    print(
-        f"{rounds[0]:.2f} us of Python per proxied request (min of 20 rounds; median "
-        f"{rounds[10]:.2f})"
-    )
+        served += 1
+        if log is not None and served % FLUSH_EVERY == 0:
+            log.flush()  # the flush timer's work, inside the measured loop
+
+    def done() -> None:
+        assert backend.in_flight == 0 and down.current is None
+        if log is not None:
+            log.close()
+
+    for _ in range(1000):  # warm up
+        step()
+    return step, done
+
+
+async def main(n: int, count_only: bool = False, observability: bool = False) -> None:
+    loop = asyncio.get_running_loop()
+    with tempfile.TemporaryDirectory(prefix="evenflow-dataplane-") as tmp:
+        if not observability:
+            step, done = _setup(loop, True, None, Path(tmp))
+            if count_only:
+                opcodes, calls = _count_work(step, 2000)
+                print(f"{opcodes:.0f} bytecodes and {calls:.0f} calls per proxied request")
+            else:
+                fastest, median = _time_work(step, n)
+                print(
+                    f"{fastest:.2f} us of Python per proxied request (min of 20 rounds; "
+                    f"median {median:.2f})"
+                )
+            done()
+            return
+        steps = {}
+        for name, (metrics, tracing, log_format) in VARIANTS.items():
+            with _metrics(metrics):
+                steps[name] = _setup(loop, tracing, log_format, Path(tmp))
+        results: dict[str, list[float]] = {name: [] for name in VARIANTS}
+        # variants interleaved, round after round, so the machine's drift hits them all alike
+        for _ in range(1 if count_only else 20):
+            for name, (step, _) in steps.items():
+                with _metrics(VARIANTS[name][0]):
+                    if count_only:
+                        results[name].append(_count_work(step, 2000)[0])
+                    else:
+                        results[name].append(_time_work(step, n // 20, rounds=1)[0])
+        for _, finish in steps.values():
+            finish()
+    unit = "bytecodes" if count_only else "us (min of 20 rounds)"
+    base = min(results["bare"])
+    print(f"{'variant':<22} {unit:>22} {'vs bare':>8}")
+    for name, values in results.items():
+        print(f"{name:<22} {min(values):>22.1f} {min(values) / base:>8.3f}")
+
+
+@contextlib.contextmanager
+def _metrics(on: bool) -> Iterator[None]:
+    """The data path with its metric series (the real `_log`), or without them."""
+    real = DownstreamConnection._log
+    if not on:
+        DownstreamConnection._log = _log_without_metrics  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        DownstreamConnection._log = real  # type: ignore[method-assign]
 
 
 if __name__ == "__main__":
@@ -138,5 +230,11 @@ if __name__ == "__main__":
         uvloop.install()
     except ImportError:
         pass
-    args = [a for a in sys.argv[1:] if a != "--count"]
-    asyncio.run(main(int(args[0]) if args else 200_000, "--count" in sys.argv))
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    asyncio.run(
+        main(
+            int(args[0]) if args else 200_000,
+            "--count" in sys.argv,
+            "--observability" in sys.argv,
+        )
+    )

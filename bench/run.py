@@ -4,6 +4,8 @@ Usage (from the repository root; `make bench` runs the same):
 
     .venv/bin/python bench/run.py [--duration 10] [--repeat 1] [--warmup 2]
                                   [--connections 64] [--proxies nginx,haproxy,evenflow]
+                                  [--evenflow-log [--log-format json|combined]]
+                                  [--evenflow-bare]
 
 What it does:
   1. Checks that nginx, haproxy and wrk are installed (as root it apt-get installs what is
@@ -19,6 +21,15 @@ What it does:
      `--repeat N` runs the whole rotation N times, proxies interleaved, and reports medians.
   5. Prints a table with evenflow's ratios against nginx and HAProxy, and writes everything as
      JSON to bench/results/<UTC timestamp>.json.
+
+What observability costs, measured in the same rotation as the rest:
+  --evenflow-log   adds `evenflow+log`: evenflow writing its JSON access log (the decision log)
+                   to a file (`--log-format combined` for Apache's format instead);
+  --evenflow-bare  adds `evenflow-bare`: evenflow without its metric counters (the data path's
+                   `_log` patched out, as before metrics existed) and with trace context off.
+The report then gives CPU per request of each against plain `evenflow` (counters and trace
+context on, access log off, as configured by default but for the log), per round (pairing by
+round cancels most of a noisy machine's drift) and the median of those rounds.
 
 Everything it starts runs in its own process group and is stopped on exit, on error and on
 Ctrl-C. Exit status: 0 on success, 1 when a proxy could not be measured cleanly (wrk errors or a
@@ -52,6 +63,22 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 TOOLS = {"nginx": "nginx", "haproxy": "haproxy", "wrk": "wrk"}  # command -> Debian package
 PROXIES = ("nginx", "haproxy", "evenflow")
+LOGGED = "evenflow+log"  # evenflow with its access log written to a file (--evenflow-log)
+BARE = "evenflow-bare"  # evenflow without metric counters and trace context (--evenflow-bare)
+EVENFLOWS = ("evenflow", LOGGED, BARE)
+# `python -c BARE_MAIN run -c FILE`: evenflow's CLI with the per-request metric series patched
+# out of the data path, i.e. the data path as it was before metrics
+BARE_MAIN = """
+import sys
+from evenflow.proxy.http1.downstream import DownstreamConnection
+
+def _log_nothing(self, exchange):
+    pass
+
+DownstreamConnection._log = _log_nothing
+from evenflow.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
 PATH = "/1k"
 BODY_BYTES = 1024
 # Root's PATH has the sbin directories, a user's often does not; nginx and haproxy live there.
@@ -296,8 +323,13 @@ def evenflow_unavailable() -> str | None:
     return None
 
 
-def start_evenflow(workdir: Path, port: int, backend_port: int) -> Started:
-    conf = workdir / "evenflow.yaml"
+def start_evenflow(
+    workdir: Path, port: int, backend_port: int, variant: str = "evenflow", log_format: str = "json"
+) -> Started:
+    """evenflow in front of the backend, as `variant` (one of EVENFLOWS) configures it."""
+    conf = workdir / f"{variant}.yaml"
+    access_log = json.dumps(str(workdir / "access.log")) if variant == LOGGED else '"off"'
+    tracing = "false" if variant == BARE else "true"
     conf.write_text(
         f"""
 listeners:
@@ -309,13 +341,15 @@ pools:
   web:
     backends: ["127.0.0.1:{backend_port}"]
 access_log:
-  path: "off"
+  path: {access_log}
+  format: {log_format}
+tracing:
+  enabled: {tracing}
 drain_timeout: 2s
 """
     )
-    return Started(
-        "evenflow", [evenflow_python(), "-m", "evenflow", "run", "-c", str(conf)], workdir
-    )
+    program = ["-c", BARE_MAIN] if variant == BARE else ["-m", "evenflow"]
+    return Started(variant, [evenflow_python(), *program, "run", "-c", str(conf)], workdir)
 
 
 def wait_ready(started: Started, port: int, timeout_s: float = 15.0) -> None:
@@ -474,8 +508,29 @@ def ratios(summary: dict[str, dict[str, Any]]) -> dict[str, dict[str, float]]:
             "cpu_per_req": ours["cpu_us_per_req"] / theirs["cpu_us_per_req"],
         }
         for other, theirs in summary.items()
-        if other != "evenflow"
+        if other not in EVENFLOWS
     }
+
+
+def costs(runs: list[Run]) -> dict[str, dict[str, Any]]:
+    """For each evenflow variant measured beside plain evenflow: its CPU per request over
+    plain evenflow's, per round (both measured in it) and the median of those rounds."""
+    plain = {r.round: r for r in runs if r.proxy == "evenflow"}
+    found = {}
+    for variant in (LOGGED, BARE):
+        other = {r.round: r for r in runs if r.proxy == variant}
+        rounds = sorted(set(plain) & set(other))
+        if not rounds:
+            continue
+        per_round = [other[n].cpu_us_per_req / plain[n].cpu_us_per_req for n in rounds]
+        found[variant] = {
+            "cpu_per_req_vs_evenflow_by_round": per_round,
+            "cpu_per_req_vs_evenflow_median": statistics.median(per_round),
+            "requests_per_s_vs_evenflow_median": statistics.median(
+                other[n].requests_per_s / plain[n].requests_per_s for n in rounds
+            ),
+        }
+    return found
 
 
 def print_table(summary: dict[str, dict[str, Any]], repeat: int) -> None:
@@ -495,6 +550,19 @@ def print_table(summary: dict[str, dict[str, Any]], repeat: int) -> None:
         print(
             f"evenflow {name.replace('_', ' ')}: req/s x{r['requests_per_s']:.2f}, "
             f"CPU/req x{r['cpu_per_req']:.2f}"
+        )
+
+
+def print_costs(found: dict[str, dict[str, Any]]) -> None:
+    what = {
+        LOGGED: "access log on (evenflow+log) vs off",
+        BARE: "without metrics and tracing (evenflow-bare) vs with",
+    }
+    for variant, cost in found.items():
+        by_round = ", ".join(f"x{r:.3f}" for r in cost["cpu_per_req_vs_evenflow_by_round"])
+        print(
+            f"{what[variant]}: CPU/req x{cost['cpu_per_req_vs_evenflow_median']:.3f} (median; "
+            f"rounds {by_round}), req/s x{cost['requests_per_s_vs_evenflow_median']:.3f}"
         )
 
 
@@ -528,11 +596,32 @@ def parse_args() -> argparse.Namespace:
         default=",".join(PROXIES),
         help=f"comma-separated subset of {','.join(PROXIES)} (all)",
     )
+    parser.add_argument(
+        "--evenflow-log",
+        action="store_true",
+        help=f"also measure {LOGGED}: evenflow writing its access log to a file",
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=["json", "combined"],
+        default="json",
+        help=f"the access log format of {LOGGED} (json)",
+    )
+    parser.add_argument(
+        "--evenflow-bare",
+        action="store_true",
+        help=f"also measure {BARE}: evenflow without metric counters and trace context",
+    )
     args = parser.parse_args()
     args.proxies = [p.strip() for p in args.proxies.split(",") if p.strip()]
     unknown = set(args.proxies) - set(PROXIES)
     if unknown or not args.proxies:
         parser.error(f"--proxies: unknown {sorted(unknown)}; choose from {', '.join(PROXIES)}")
+    for flag, variant in ((args.evenflow_log, LOGGED), (args.evenflow_bare, BARE)):
+        if flag:
+            if "evenflow" not in args.proxies:
+                args.proxies.append("evenflow")  # the variants are judged against it
+            args.proxies.append(variant)
     if min(args.duration, args.repeat, args.connections) < 1 or args.warmup < 1:
         parser.error("--duration, --warmup, --repeat and --connections must be at least 1")
     return args
@@ -562,7 +651,7 @@ def main() -> int:
         reason = evenflow_unavailable()
         if reason is not None:
             print(f"bench: skipping evenflow: {reason}", file=sys.stderr)
-            args.proxies.remove("evenflow")
+            args.proxies = [p for p in args.proxies if p not in EVENFLOWS]
     if not args.proxies:
         print("bench: nothing to measure", file=sys.stderr)
         return 1
@@ -586,7 +675,7 @@ def main() -> int:
                 elif name == "haproxy":
                     proxy = start_haproxy(tools["haproxy"], workdir, port, backend_port)
                 else:
-                    proxy = start_evenflow(workdir, port, backend_port)
+                    proxy = start_evenflow(workdir, port, backend_port, name, args.log_format)
                 started.append(proxy)
                 try:
                     wait_ready(proxy, port)
@@ -623,6 +712,8 @@ def main() -> int:
         return 1
     summary = medians(runs)
     print_table(summary, args.repeat)
+    found = costs(runs)
+    print_costs(found)
     RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     out = RESULTS / f"{stamp}.json"
@@ -644,10 +735,12 @@ def main() -> int:
                     "wrk_threads": 1,
                     "path": PATH,
                     "body_bytes": BODY_BYTES,
+                    "log_format": args.log_format,
                 },
                 "runs": [asdict(r) for r in runs],
                 "summary": summary,
                 "evenflow_ratios": ratios(summary),
+                "observability_costs": found,
                 "failures": failures,
             },
             indent=2,

@@ -1,4 +1,4 @@
-"""`evenflow run|check|schema|demo`: argument parsing and exit codes, nothing else.
+"""`evenflow run|check|schema|demo|top`: argument parsing and exit codes, nothing else.
 
 Exit codes: 0 success, 1 could not start or run, 2 bad usage or invalid config. A user's
 mistake gets one clear line on stderr, never a traceback.
@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
@@ -40,6 +41,22 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--port", type=int, default=8080, help="evenflow's port (default 8080)")
     demo.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     demo.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    top = sub.add_parser("top", help="a live terminal view of a running evenflow's admin API")
+    top.add_argument(
+        "--admin",
+        default="http://127.0.0.1:9901",
+        metavar="URL",
+        help="the admin API's address (default http://127.0.0.1:9901)",
+    )
+    top.add_argument(
+        "--token-env",
+        metavar="NAME",
+        help="environment variable holding the admin API's bearer token, when one is set",
+    )
+    top.add_argument(
+        "--interval", default="1s", help="time between refreshes, as 500ms or 2s (default 1s)"
+    )
+    top.add_argument("--once", action="store_true", help="print one view and exit")
     return parser
 
 
@@ -56,6 +73,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run(args.config, args.log_level)
     if args.command == "demo":
         return _demo(args.host, args.port, args.log_level)
+    if args.command == "top":
+        return _top(args.admin, args.token_env, args.interval, args.once)
     return 2
 
 
@@ -134,3 +153,31 @@ def _demo(host: str, port: int, log_level: str) -> int:
     except KeyboardInterrupt:
         pass
     return 0
+
+
+def _top(admin: str, token_env: str | None, interval: str, once: bool) -> int:
+    from evenflow.config.units import parse_duration
+    from evenflow.top import run
+
+    try:
+        interval_s = parse_duration(interval)
+    except ValueError as exc:
+        print(f"evenflow top: --interval: {exc}", file=sys.stderr)
+        return 2
+    if interval_s < 0.1:
+        print("evenflow top: --interval: at least 100ms", file=sys.stderr)
+        return 2
+    token = None
+    if token_env is not None:
+        token = os.environ.get(token_env, "").strip()
+        if not token:
+            why = "is empty" if token_env in os.environ else "is not set"
+            print(
+                f"evenflow top: --token-env: environment variable {token_env} {why}",
+                file=sys.stderr,
+            )
+            return 2
+    try:
+        return run(admin, token, interval_s, once=once)
+    except KeyboardInterrupt:
+        return 0

@@ -10,6 +10,9 @@ command -v redis-server >/dev/null 2>&1 || need="$need redis-server"
 command -v redis-benchmark >/dev/null 2>&1 || need="$need redis-tools"
 command -v dig >/dev/null 2>&1 || need="$need dnsutils"
 command -v nginx >/dev/null 2>&1 || need="$need nginx"
+command -v wrk >/dev/null 2>&1 || need="$need wrk"
+# the dashboard judge drives Debian's chromium with Playwright (no browser download)
+[ -x /usr/bin/chromium ] || need="$need chromium"
 if [ -z "$need" ]; then exit 0; fi
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "installing test tools:$need"

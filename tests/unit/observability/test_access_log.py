@@ -1,0 +1,348 @@
+"""The decision log without a socket or a running loop: how a finished exchange is rendered
+(JSON and combined), that a secret hash key never appears as sent, and the buffering: one flush
+timer, lines dropped and counted when the buffer is full, everything flushed on close."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import xxhash
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from evenflow.observability import access_log
+from evenflow.observability.access_log import (
+    FLUSH_INTERVAL_S,
+    AccessLog,
+    combined,
+    json_line,
+    render_record,
+)
+
+AT = 1_790_000_000.25  # 2026-09-21T14:13:20.250Z
+
+
+# --- fakes: what the log reads of an exchange, and a loop that only records timers ----------
+
+
+@dataclass
+class FakeRequest:
+    method: str = "GET"
+    target: str = "/cart?id=7"
+    host: str = "shop.example"
+    client_ip: str = "203.0.113.9"
+    headers: dict[bytes, bytes] = field(default_factory=dict)
+
+    def header(self, name: bytes) -> bytes | None:
+        return self.headers.get(name)
+
+
+@dataclass
+class FakeRoute:
+    name: str = "shop"
+    is_split: bool = False
+
+
+@dataclass
+class FakePool:
+    name: str = "web"
+    algorithm: str = "least_conn"
+
+
+@dataclass
+class FakeBackend:
+    address: str = "10.0.0.2:8000"
+
+
+@dataclass
+class FakeExchange:
+    req: FakeRequest = field(default_factory=FakeRequest)
+    route: FakeRoute | None = field(default_factory=FakeRoute)
+    pool: FakePool | None = field(default_factory=FakePool)
+    backend: FakeBackend | None = field(default_factory=FakeBackend)
+    status: int = 200
+    bytes_in: int = 12
+    bytes_out: int = 3456
+    attempts: int = 1
+    hash_key: bytes | None = None
+    sticky: str = ""
+    failures: list[str] | None = None
+    connect_s: float = 0.0
+    ttfb: float = 0.0
+    request_id: bytes = b"a1b2c3-1f"
+    trace_id: bytes = b"4bf92f3577b34da6a3ce929d0e0e4736"
+    started_at: float = 0.0
+
+
+class FakeHandle:
+    def __init__(self, callback: Any) -> None:
+        self.callback = callback
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class FakeLoop:
+    """Records call_later; `fire()` runs what is due, as the loop would."""
+
+    def __init__(self) -> None:
+        self.timers: list[tuple[float, FakeHandle]] = []
+
+    def call_later(self, delay: float, callback: Any) -> FakeHandle:
+        handle = FakeHandle(callback)
+        self.timers.append((delay, handle))
+        return handle
+
+    def fire(self) -> None:
+        timers, self.timers = self.timers, []
+        for _, handle in timers:
+            if not handle.cancelled:
+                handle.callback()
+
+
+def make_log(tmp_path: Path, fmt: str = "json") -> tuple[AccessLog, FakeLoop, Path]:
+    loop = FakeLoop()
+    path = tmp_path / "access.log"
+    return AccessLog(loop, str(path), fmt), loop, path  # type: ignore[arg-type]
+
+
+def exchange(**fields: Any) -> Any:
+    return FakeExchange(**fields)
+
+
+# --- rendering --------------------------------------------------------------------------------
+
+
+def decision(at: float, duration: float, listener: str, ex: Any) -> dict[str, Any]:
+    """The JSON line, parsed: it must be exactly one line of valid JSON."""
+    line = json_line(at, duration, listener, ex)
+    assert line.endswith("\n") and "\n" not in line[:-1]
+    record: dict[str, Any] = json.loads(line)
+    return record
+
+
+def test_a_decision_says_where_the_request_went_and_why() -> None:
+    ex = exchange(
+        attempts=2,
+        failures=["10.0.0.1:8000: connect to 10.0.0.1:8000 failed: connection refused"],
+        connect_s=0.0012345,
+        ttfb=0.0101,
+        sticky="repin",
+    )
+    assert decision(AT, 0.0123456, "public", ex) == {
+        "time": "2026-09-21T14:13:20.250Z",
+        "listener": "public",
+        "client": "203.0.113.9",
+        "method": "GET",
+        "path": "/cart?id=7",
+        "host": "shop.example",
+        "status": 200,
+        "bytes_in": 12,
+        "bytes_out": 3456,
+        "duration_ms": 12.346,
+        "route": "shop",
+        "pool": "web",
+        "backend": "10.0.0.2:8000",
+        "attempts": 2,
+        "algorithm": "least_conn",
+        "sticky": "repin",
+        "failures": ["10.0.0.1:8000: connect to 10.0.0.1:8000 failed: connection refused"],
+        "connect_ms": 1.234,
+        "ttfb_ms": 10.1,
+        "request_id": "a1b2c3-1f",
+        "trace_id": "4bf92f3577b34da6a3ce929d0e0e4736",
+    }
+
+
+def test_what_did_not_happen_is_left_out() -> None:
+    record = decision(AT, 0.001, "public", exchange())
+    for absent in ("split", "hash_key", "sticky", "failures", "connect_ms", "ttfb_ms"):
+        assert absent not in record
+
+
+def test_a_request_that_reached_no_pool() -> None:
+    ex = exchange(route=None, pool=None, backend=None, status=404, attempts=0, trace_id=b"")
+    record = decision(AT, 0.0001, "public", ex)
+    assert (record["route"], record["pool"], record["backend"]) == (None, None, None)
+    assert record["status"] == 404 and "algorithm" not in record and "trace_id" not in record
+
+
+def test_a_split_route_names_its_branch() -> None:
+    ex = exchange(route=FakeRoute("checkout", is_split=True), pool=FakePool("canary"))
+    record = decision(AT, 0.001, "public", ex)
+    assert record["route"] == "checkout" and record["split"] == "canary"
+
+
+@pytest.mark.parametrize(
+    "secret",
+    [b"session-4f9a8d7e6c5b4a3928171605f4e3d2c1", b"Bearer eyJhbGciOiJIUzI1NiJ9.e30.sig"],
+)
+def test_a_hash_key_is_logged_as_a_truncated_hash_never_as_sent(secret: bytes) -> None:
+    record = decision(AT, 0.001, "public", exchange(hash_key=secret))
+    label = record["hash_key"]
+    assert label == f"{xxhash.xxh3_64_intdigest(secret) & 0xFFFFFFFFFFFF:012x}"
+    line = json.dumps(record)
+    assert secret.decode() not in line
+    for piece in secret.split(b"-") + secret.split(b" ") + secret.split(b"."):
+        if len(piece) >= 6:
+            assert piece.decode() not in line
+    # the same key, the same label: a session can be followed without its secret
+    assert decision(AT, 0.002, "public", exchange(hash_key=secret))["hash_key"] == label
+    assert decision(AT, 0.002, "public", exchange(hash_key=secret + b"x"))["hash_key"] != label
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    target=st.text(),
+    host=st.text(),
+    method=st.text(min_size=1),
+    failures=st.lists(st.text(), max_size=3),
+    request_id=st.binary(max_size=40),
+    route=st.text(),
+)
+def test_any_text_a_client_or_backend_chose_stays_one_valid_json_line(
+    target: str, host: str, method: str, failures: list[str], request_id: bytes, route: str
+) -> None:
+    # quotes, backslashes, newlines, control and non-ASCII characters: escaped, never raw
+    ex = exchange(
+        req=FakeRequest(method=method, target=target, host=host),
+        route=FakeRoute(route),
+        failures=failures or None,
+        request_id=request_id,
+    )
+    record = decision(AT, 0.001, "public", ex)
+    assert (record["method"], record["path"], record["host"]) == (method, target, host)
+    assert record["route"] == route
+    assert record.get("failures", []) == failures
+    assert record["request_id"] == request_id.decode("latin-1")
+    assert json_line(AT, 0.001, "public", ex).isascii()
+
+
+def test_combined_format() -> None:
+    ex = exchange(
+        req=FakeRequest(
+            headers={b"referer": b"https://shop.example/", b"user-agent": b"curl/8.5.0"}
+        ),
+        status=302,
+        bytes_out=0,
+        hash_key=b"session-secret-value",
+    )
+    assert combined(AT, 0.01, "public", ex) == (
+        '203.0.113.9 - - [21/Sep/2026:14:13:20 +0000] "GET /cart?id=7 HTTP/1.1" 302 0 '
+        '"https://shop.example/" "curl/8.5.0"\n'
+    )
+
+
+def test_combined_format_without_referer_or_agent_and_with_quotes_escaped() -> None:
+    ex = exchange(
+        req=FakeRequest(target='/a"b', headers={b"user-agent": b'evil" "agent\\'}),
+    )
+    line = combined(AT, 0.01, "public", ex)
+    assert '"GET /a\\"b HTTP/1.1"' in line  # a quote cannot end the request field early
+    assert line.endswith(' "-" "evil\\" \\"agent\\\\"\n')
+
+
+def test_ready_made_records() -> None:
+    record: dict[str, object] = {"listener": "tcp", "client": "192.0.2.1", "x": None}
+    assert json.loads(render_record(AT, record, as_json=True)) == {
+        "time": "2026-09-21T14:13:20.250Z",
+        "listener": "tcp",
+        "client": "192.0.2.1",
+        "x": None,
+    }
+    text = render_record(AT, record, as_json=False)
+    assert text == "2026-09-21T14:13:20.250Z listener=tcp client=192.0.2.1\n"
+
+
+# --- buffering --------------------------------------------------------------------------------
+
+
+def test_lines_are_written_in_batches_by_one_timer(tmp_path: Path) -> None:
+    log, loop, path = make_log(tmp_path)
+    for _ in range(3):
+        log.log_exchange("public", exchange())
+    assert [delay for delay, _ in loop.timers] == [FLUSH_INTERVAL_S]  # one timer for the batch
+    assert path.read_text() == ""  # nothing written on the request's path
+    loop.fire()
+    lines = path.read_text().splitlines()
+    assert len(lines) == 3 and log.written == 3 and log.dropped == 0
+    assert json.loads(lines[0])["backend"] == "10.0.0.2:8000"
+    log.log_exchange("public", exchange())
+    assert len(loop.timers) == 1  # the next batch arms the timer again
+    log.close()
+
+
+def test_combined_lines_and_records_share_the_file(tmp_path: Path) -> None:
+    log, loop, path = make_log(tmp_path, "combined")
+    log.log_exchange("public", exchange())
+    log.log_record({"listener": "tcp", "client": "192.0.2.1"})
+    loop.fire()
+    first, second = path.read_text().splitlines()
+    assert first.startswith("203.0.113.9 - - [") and '"GET /cart?id=7 HTTP/1.1" 200' in first
+    assert second.endswith(" listener=tcp client=192.0.2.1")
+    log.close()
+
+
+def test_when_the_buffer_is_full_lines_are_dropped_and_counted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(access_log, "MAX_PENDING_LINES", 5)
+    log, loop, path = make_log(tmp_path)
+    for _ in range(8):
+        log.log_exchange("public", exchange())
+    log.log_record({"listener": "tcp"})
+    assert log.dropped == 4  # three exchanges and the record: the request never waits
+    loop.fire()
+    assert len(path.read_text().splitlines()) == 5 and log.written == 5
+    log.log_exchange("public", exchange())  # room again once flushed
+    assert log.dropped == 4
+    log.close()
+    assert len(path.read_text().splitlines()) == 6
+
+
+def test_close_flushes_what_is_pending_and_cancels_the_timer(tmp_path: Path) -> None:
+    log, loop, path = make_log(tmp_path)
+    log.log_exchange("public", exchange())
+    log.log_record({"listener": "udp", "client": "192.0.2.1"})
+    [(_, handle)] = loop.timers
+    log.close()
+    assert handle.cancelled
+    assert len(path.read_text().splitlines()) == 2
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (a full disk)")
+def test_a_full_disk_drops_lines_counts_them_and_close_does_not_raise(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    loop = FakeLoop()
+    log = AccessLog(loop, "/dev/full")  # type: ignore[arg-type]
+    log.log_exchange("public", exchange())
+    log.log_exchange("public", exchange())
+    with caplog.at_level(logging.WARNING, logger="evenflow.observability.access_log"):
+        loop.fire()
+        assert log.dropped == 2 and log.written == 0
+        assert "2 lines lost" in caplog.text
+        log.log_record({"listener": "tcp"})
+        log.close()  # the last step of a shutdown: it must not raise
+    assert log.dropped == 3
+    assert "closed with lines unwritten" in caplog.text
+
+
+def test_stderr_is_written_to_but_never_closed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stream = io.StringIO()
+    monkeypatch.setattr("sys.stderr", stream)
+    loop = FakeLoop()
+    log = AccessLog(loop, "stderr")  # type: ignore[arg-type]
+    log.log_exchange("public", exchange())
+    log.close()
+    assert not stream.closed
+    assert json.loads(stream.getvalue())["listener"] == "public"
