@@ -163,9 +163,10 @@ def combined(at: float, duration: float, listener: str, ex: Exchange) -> str:
     req = ex.req
     referer = (req.header(b"referer") or b"-").decode("latin-1")
     agent = (req.header(b"user-agent") or b"-").decode("latin-1")
+    version = "HTTP/1.0" if ex.http10 else "HTTP/1.1"
     return (
         f'{req.client_ip} - - [{_clf_second(int(at))}] "{req.method} {_quote(req.target)} '
-        f'HTTP/1.1" {ex.status} {ex.bytes_out} "{_quote(referer)}" "{_quote(agent)}"\n'
+        f'{version}" {ex.status} {ex.bytes_out} "{_quote(referer)}" "{_quote(agent)}"\n'
     )
 
 
@@ -180,6 +181,14 @@ def render_record(at: float, record: dict[str, object], as_json: bool) -> str:
     stamp = iso(at)
     if as_json:
         return json.dumps({"time": stamp, **record}, separators=(",", ":")) + "\n"
+    if "status" in record and "method" in record:
+        # a request refused before it was parsed: still a combined line, with "-" for what
+        # was never read, so log parsers need no special case
+        return (
+            f'{record.get("client", "-")} - - [{_clf_second(int(at))}] "-" '
+            f'{record["status"]} 0 "-" "-"\n'
+        )
+    # tcp and udp records have no request line: `time key=value ...`
     fields = " ".join(f"{key}={value}" for key, value in record.items() if value is not None)
     return f"{stamp} {fields}\n"
 

@@ -78,6 +78,7 @@ class FakeExchange:
     request_id: bytes = b"a1b2c3-1f"
     trace_id: bytes = b"4bf92f3577b34da6a3ce929d0e0e4736"
     started_at: float = 0.0
+    http10: bool = False
 
 
 class FakeHandle:
@@ -283,10 +284,24 @@ def test_combined_lines_and_records_share_the_file(tmp_path: Path) -> None:
     log, loop, path = make_log(tmp_path, "combined")
     log.log_exchange("public", exchange())
     log.log_record({"listener": "tcp", "client": "192.0.2.1"})
+    refused = {"listener": "public", "client": "198.51.100.7", "method": None, "status": 400}
+    log.log_record(refused)
     loop.fire()
-    first, second = path.read_text().splitlines()
+    first, second, third = path.read_text().splitlines()
     assert first.startswith("203.0.113.9 - - [") and '"GET /cart?id=7 HTTP/1.1" 200' in first
     assert second.endswith(" listener=tcp client=192.0.2.1")
+    # a refused request is still a combined line, with "-" for what was never read
+    assert third.startswith("198.51.100.7 - - [") and third.endswith('] "-" 400 0 "-" "-"')
+    log.close()
+
+
+def test_combined_format_says_http10_for_an_http10_request(tmp_path: Path) -> None:
+    log, loop, path = make_log(tmp_path, "combined")
+    old = exchange()
+    old.http10 = True
+    log.log_exchange("public", old)
+    loop.fire()
+    assert '"GET /cart?id=7 HTTP/1.0" 200' in path.read_text()
     log.close()
 
 
