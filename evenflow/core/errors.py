@@ -6,6 +6,7 @@ status to answer the client with. Only the I/O layer turns an error into a respo
 
 from __future__ import annotations
 
+import asyncio
 import enum
 
 
@@ -148,3 +149,12 @@ def describe_os_error(exc: OSError) -> str:
 
         return os.strerror(exc.errno).lower()
     return str(exc) or type(exc).__name__
+
+
+def connect_error(exc: BaseException, address: str, timeout_s: float) -> ConnectFailed:
+    """The evenflow error for a failed connect (a cancel is the connect timer), saying to whom."""
+    if isinstance(exc, asyncio.CancelledError | TimeoutError):
+        return ConnectTimeout(f"connect to {address} timed out after {timeout_s:g}s")
+    if isinstance(exc, OSError):
+        return ConnectFailed(f"connect to {address} failed: {describe_os_error(exc)}")
+    return ConnectFailed(f"connect to {address} failed: {exc}")

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, cast
 from evenflow.balancing.base import PickContext
 from evenflow.config.l4 import TcpListener, parse_rate
 from evenflow.core.backend import BackendState
-from evenflow.core.errors import describe_os_error
+from evenflow.core.errors import connect_error
 from evenflow.proxy.proxy_protocol import (
     ProxyHeaderParser,
     ProxyProtocolError,
@@ -444,13 +444,8 @@ class TcpDownstream(asyncio.BufferedProtocol):
         timer.cancel()
         exc = None if task.cancelled() else task.exception()
         if task.cancelled() or exc is not None:
-            detail = (
-                f"connect timeout after {pool.connect_timeout_s:g}s"
-                if task.cancelled() or isinstance(exc, TimeoutError)
-                else f"connect failed: {describe_os_error(exc)}"
-                if isinstance(exc, OSError)
-                else f"connect failed: {exc}"
-            )
+            error = connect_error(exc or TimeoutError(), backend.address, pool.connect_timeout_s)
+            detail = error.detail
             self.ctx.source.report_failure(backend, detail)
             if self.state != _CONNECTING:
                 return  # the client went away meanwhile
@@ -458,10 +453,9 @@ class TcpDownstream(asyncio.BufferedProtocol):
                 self._attempt()
             else:
                 log.info(
-                    "listener %s: %s: every attempt failed, last: %s %s",
+                    "listener %s: %s: every attempt failed, last: %s",
                     self.ctx.name,
                     self.client[0],
-                    backend.address,
                     detail,
                 )
                 self.abort(CONNECT_FAILED)

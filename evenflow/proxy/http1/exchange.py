@@ -19,7 +19,7 @@ import time
 from typing import TYPE_CHECKING
 
 from evenflow.core.backend import BackendState
-from evenflow.core.errors import BodyTooLarge, NoBackend, NoRoute, ProxyError
+from evenflow.core.errors import BodyTooLarge, NoBackend, NoRoute, ProxyError, connect_error
 from evenflow.core.request import RequestHead
 from evenflow.observability.tracing import (
     new_span_id,
@@ -39,7 +39,7 @@ from evenflow.proxy.http1.response_head import (
     parse_header_lines,
     strip_hop_by_hop,
 )
-from evenflow.proxy.http1.upstream import UpstreamConnection, connect_error
+from evenflow.proxy.http1.upstream import UpstreamConnection
 
 if TYPE_CHECKING:
     from evenflow.proxy.http1.downstream import DownstreamConnection
@@ -304,7 +304,7 @@ class Exchange:
         exc = None if task.cancelled() else task.exception()
         if task.cancelled() or exc is not None:
             backend.in_flight -= 1
-            error = connect_error(exc or TimeoutError(), backend, pool.connect_timeout_s)
+            error = connect_error(exc or TimeoutError(), backend.address, pool.connect_timeout_s)
             self.down.source.report_failure(backend, error.detail)
             if not self.cancelled:
                 self._retry_or_fail(error, sent=False)

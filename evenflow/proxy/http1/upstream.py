@@ -21,13 +21,10 @@ import httptools
 
 from evenflow.core.backend import Admin, BackendState
 from evenflow.core.errors import (
-    ConnectFailed,
-    ConnectTimeout,
     ProxyError,
     UpstreamProtocolError,
     UpstreamReset,
     UpstreamTimeout,
-    describe_os_error,
 )
 from evenflow.proxy.http1.framing import BODY_NONE, BODY_RAW
 from evenflow.proxy.http1.response_head import BACKEND_CLOSES, CHUNKED, HAS_LENGTH, analyze
@@ -460,12 +457,3 @@ def _lost_detail(exc: Exception | None) -> str:
     if exc is None:
         return "backend closed the connection"
     return f"connection lost: {exc}"
-
-
-def connect_error(exc: BaseException, backend: BackendState, timeout_s: float) -> ConnectFailed:
-    """The evenflow error for a failed connect, saying what happened and to whom."""
-    if isinstance(exc, asyncio.CancelledError | TimeoutError):
-        return ConnectTimeout(f"connect to {backend.address} timed out after {timeout_s:g}s")
-    if isinstance(exc, OSError):
-        return ConnectFailed(f"connect to {backend.address} failed: {describe_os_error(exc)}")
-    return ConnectFailed(f"connect to {backend.address} failed: {exc}")
