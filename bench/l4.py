@@ -29,10 +29,7 @@ throughput >= 0.8x) and nginx. Results go to bench/results/l4-<UTC timestamp>.js
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
-import re
 import resource
 import selectors
 import shutil
@@ -42,7 +39,6 @@ import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -50,20 +46,27 @@ from run import (
     Started,
     cpu_seconds_between,
     cpu_ticks,
+    ensure_tools,
     evenflow_python,
-    find_tool,
     free_port,
     nginx_conf,
     parse_wrk,
     process_tree,
+    run_main,
     signals_unwind,
+    versions,
     wait_ready,
+    write_results,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "bench" / "results"
 PROXIES = ("evenflow", "haproxy", "nginx")
-TOOLS = {"nginx": "nginx", "haproxy": "haproxy", "wrk": "wrk", "curl": "curl", "taskset": None}
+TOOLS: dict[str, str | None] = {
+    "nginx": "nginx",
+    "haproxy": "haproxy",
+    "wrk": "wrk",
+    "curl": "curl",
+    "taskset": None,
+}
 STREAM_MODULES = ("/usr/lib/nginx/modules", "/usr/share/nginx/modules")
 FDS_SPARE = 256  # descriptors evenflow needs besides the relayed connections
 IDLE_WARM = 100  # connections held before "before": a connection's code paths already ran
@@ -72,26 +75,6 @@ MiB = 1024 * 1024
 
 
 # --- setup ------------------------------------------------------------------------------------
-
-
-def ensure_tools() -> dict[str, str]:
-    """command -> path; apt-get installs what is missing as root, else exits 2."""
-    packages = {"nginx": "nginx", "haproxy": "haproxy", "wrk": "wrk", "curl": "curl"}
-    missing = [pkg for cmd, pkg in packages.items() if find_tool(cmd) is None]
-    if stream_module() is None:
-        missing.append("libnginx-mod-stream")
-    if missing and os.geteuid() == 0:
-        print(f"installing {' '.join(missing)} ...", flush=True)
-        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-        subprocess.run(["apt-get", "update", "-qq"], env=env, check=False)
-        subprocess.run(["apt-get", "install", "-y", "-qq", *missing], env=env, check=False)
-        missing = [pkg for cmd, pkg in packages.items() if find_tool(cmd) is None]
-        if stream_module() is None:
-            missing.append("libnginx-mod-stream")
-    if missing:
-        print(f"bench: missing {', '.join(missing)}: apt-get install -y {' '.join(missing)}")
-        raise SystemExit(2)
-    return {cmd: str(find_tool(cmd)) for cmd in (*packages, "taskset") if find_tool(cmd)}
 
 
 def stream_module() -> str | None:
@@ -583,7 +566,9 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> int:
     args = parse_args()
-    tools = ensure_tools()
+    tools = ensure_tools(
+        TOOLS, lambda: [] if stream_module() is not None else ["libnginx-mod-stream"]
+    )
     pin = Pinning(not args.no_pin, tools.get("taskset"))
     soft, hard = raise_nofile()
     idle_count = args.idle
@@ -667,56 +652,20 @@ def main() -> int:
             shutil.rmtree(workdir, ignore_errors=True)
     summary = summarize(rr, bulk, idle)
     print_summary(summary, args, "; ".join(notes))
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    out = RESULTS / f"l4-{stamp}.json"
-    out.write_text(
-        json.dumps(
-            {
-                "timestamp": stamp,
-                "machine": {
-                    "cpus": os.cpu_count(),
-                    "platform": platform.platform(),
-                    "load_avg_at_end": os.getloadavg(),
-                },
-                "versions": versions(tools),
-                "params": {k: v for k, v in vars(args).items()},
-                "notes": notes,
-                "rr": [asdict(r) for r in rr],
-                "bulk": [asdict(b) for b in bulk],
-                "idle": [asdict(i) for i in idle],
-                "summary": summary,
-                "failures": failures,
-            },
-            indent=2,
-        )
-        + "\n"
+    return write_results(
+        "l4-",
+        {
+            "versions": versions(tools),
+            "params": dict(vars(args)),
+            "notes": notes,
+            "rr": [asdict(r) for r in rr],
+            "bulk": [asdict(b) for b in bulk],
+            "idle": [asdict(i) for i in idle],
+            "summary": summary,
+        },
+        failures,
     )
-    print(f"written {out.relative_to(ROOT)}")
-    if failures:
-        print("bench: problems:\n  " + "\n  ".join(failures), file=sys.stderr)
-        return 1
-    return 0
-
-
-def versions(tools: dict[str, str]) -> dict[str, str]:
-    found = {}
-    for name, argv in {
-        "nginx": [tools["nginx"], "-v"],
-        "haproxy": [tools["haproxy"], "-v"],
-        "wrk": [tools["wrk"], "-v"],
-        "curl": [tools["curl"], "--version"],
-    }.items():
-        done = subprocess.run(argv, capture_output=True, text=True, check=False)
-        lines = (done.stdout + done.stderr).strip().splitlines()
-        found[name] = re.sub(r"\s+", " ", lines[0]) if lines else "?"
-    found["python"] = platform.python_version()
-    return found
 
 
 if __name__ == "__main__":
-    try:
-        raise SystemExit(main())
-    except KeyboardInterrupt:
-        print("\nbench: interrupted; everything it started is stopped", file=sys.stderr)
-        raise SystemExit(130) from None
+    run_main(main)

@@ -53,7 +53,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -61,7 +61,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
-TOOLS = {"nginx": "nginx", "haproxy": "haproxy", "wrk": "wrk"}  # command -> Debian package
+TOOLS: dict[str, str | None] = {"nginx": "nginx", "haproxy": "haproxy", "wrk": "wrk"}  # cmd -> pkg
 PROXIES = ("nginx", "haproxy", "evenflow")
 LOGGED = "evenflow+log"  # evenflow with its access log written to a file (--evenflow-log)
 BARE = "evenflow-bare"  # evenflow without metric counters and trace context (--evenflow-bare)
@@ -182,23 +182,32 @@ def find_tool(command: str) -> str | None:
     return found
 
 
-def ensure_tools() -> dict[str, str]:
-    """command -> path; installs the missing ones as root, else exits 2 saying what to do."""
-    missing = [package for command, package in TOOLS.items() if find_tool(command) is None]
-    if missing and os.geteuid() == 0:
-        print(f"installing {' '.join(missing)} ...", flush=True)
+def ensure_tools(
+    tools: dict[str, str | None] = TOOLS, other_needs: Callable[[], list[str]] = list
+) -> dict[str, str]:
+    """command -> path; installs the missing Debian packages as root, else exits 2 saying what.
+
+    `tools` maps a command to its package (None: optional, used when present); `other_needs`
+    names packages missing for another reason than a command (an nginx module, say).
+    """
+
+    def missing() -> list[str]:
+        lacking = [pkg for cmd, pkg in tools.items() if pkg and find_tool(cmd) is None]
+        return lacking + other_needs()
+
+    if missing() and os.geteuid() == 0:
+        print(f"installing {' '.join(missing())} ...", flush=True)
         env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-        subprocess.run(["apt-get", "update"], env=env, check=False)
-        subprocess.run(["apt-get", "install", "-y", *missing], env=env, check=False)
-        missing = [package for command, package in TOOLS.items() if find_tool(command) is None]
-    if missing:
+        subprocess.run(["apt-get", "update", "-qq"], env=env, check=False)
+        subprocess.run(["apt-get", "install", "-y", "-qq", *missing()], env=env, check=False)
+    if lacking := missing():
         print(
-            f"bench: missing {', '.join(missing)}. Install them, e.g. "
-            f"`sudo apt-get install -y {' '.join(missing)}`, then run again.",
+            f"bench: missing {', '.join(lacking)}. Install them, e.g. "
+            f"`sudo apt-get install -y {' '.join(lacking)}`, then run again.",
             file=sys.stderr,
         )
         raise SystemExit(2)
-    return {command: str(find_tool(command)) for command in TOOLS}
+    return {cmd: path for cmd in tools if (path := find_tool(cmd)) is not None}
 
 
 def free_port() -> int:
@@ -566,18 +575,56 @@ def print_costs(found: dict[str, dict[str, Any]]) -> None:
         )
 
 
+# the flag that makes each tool print its version on its first line
+VERSION_FLAGS = {
+    "nginx": "-v",
+    "haproxy": "-v",
+    "wrk": "-v",
+    "curl": "--version",
+    "h2load": "--version",
+}
+
+
 def versions(tools: dict[str, str]) -> dict[str, str]:
+    """The version line of each tool a bench used, and Python's."""
     found = {}
-    for name, argv in {
-        "nginx": [tools["nginx"], "-v"],
-        "haproxy": [tools["haproxy"], "-v"],
-        "wrk": [tools["wrk"], "-v"],
-    }.items():
-        done = subprocess.run(argv, capture_output=True, text=True, check=False)
+    for name, path in tools.items():
+        flag = VERSION_FLAGS.get(name)
+        if flag is None:
+            continue
+        done = subprocess.run([path, flag], capture_output=True, text=True, check=False)
         lines = (done.stdout + done.stderr).strip().splitlines()
-        found[name] = lines[0] if lines else "?"
+        found[name] = re.sub(r"\s+", " ", lines[0]) if lines else "?"
     found["python"] = platform.python_version()
     return found
+
+
+def write_results(prefix: str, fields: dict[str, Any], failures: list[str]) -> int:
+    """Writes bench/results/<prefix><UTC timestamp>.json; the exit status: 1 if anything failed."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    out = RESULTS / f"{prefix}{stamp}.json"
+    machine = {
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+        "load_avg_at_end": os.getloadavg(),
+    }
+    document = {"timestamp": stamp, "machine": machine, **fields, "failures": failures}
+    out.write_text(json.dumps(document, indent=2) + "\n")
+    print(f"written {out.relative_to(ROOT)}")
+    if failures:
+        print("bench: problems:\n  " + "\n  ".join(failures), file=sys.stderr)
+        return 1
+    return 0
+
+
+def run_main(main: Callable[[], int]) -> None:
+    """Runs a bench's main as a command: its status on exit, a short line on Ctrl-C."""
+    try:
+        raise SystemExit(main())
+    except KeyboardInterrupt:
+        print("\nbench: interrupted; everything it started is stopped", file=sys.stderr)
+        raise SystemExit(130) from None
 
 
 # --- main -------------------------------------------------------------------------------------
@@ -714,49 +761,28 @@ def main() -> int:
     print_table(summary, args.repeat)
     found = costs(runs)
     print_costs(found)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    out = RESULTS / f"{stamp}.json"
-    out.write_text(
-        json.dumps(
-            {
-                "timestamp": stamp,
-                "machine": {
-                    "cpus": os.cpu_count(),
-                    "platform": platform.platform(),
-                    "load_avg_at_end": os.getloadavg(),
-                },
-                "versions": versions(tools),
-                "params": {
-                    "duration_s": args.duration,
-                    "warmup_s": args.warmup,
-                    "repeat": args.repeat,
-                    "connections": args.connections,
-                    "wrk_threads": 1,
-                    "path": PATH,
-                    "body_bytes": BODY_BYTES,
-                    "log_format": args.log_format,
-                },
-                "runs": [asdict(r) for r in runs],
-                "summary": summary,
-                "evenflow_ratios": ratios(summary),
-                "observability_costs": found,
-                "failures": failures,
+    return write_results(
+        "",
+        {
+            "versions": versions(tools),
+            "params": {
+                "duration_s": args.duration,
+                "warmup_s": args.warmup,
+                "repeat": args.repeat,
+                "connections": args.connections,
+                "wrk_threads": 1,
+                "path": PATH,
+                "body_bytes": BODY_BYTES,
+                "log_format": args.log_format,
             },
-            indent=2,
-        )
-        + "\n"
+            "runs": [asdict(r) for r in runs],
+            "summary": summary,
+            "evenflow_ratios": ratios(summary),
+            "observability_costs": found,
+        },
+        failures,
     )
-    print(f"written {out.relative_to(ROOT)}")
-    if failures:
-        print("bench: problems:\n  " + "\n  ".join(failures), file=sys.stderr)
-        return 1
-    return 0
 
 
 if __name__ == "__main__":
-    try:
-        raise SystemExit(main())
-    except KeyboardInterrupt:
-        print("\nbench: interrupted; everything it started is stopped", file=sys.stderr)
-        raise SystemExit(130) from None
+    run_main(main)

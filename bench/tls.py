@@ -24,10 +24,6 @@ when a proxy could not be measured cleanly, 2 when tools are missing.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import json
-import os
-import platform
 import re
 import shutil
 import ssl
@@ -44,40 +40,28 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from run import (  # noqa: E402  (bench/ is not a package: run.py sits beside this file)
     BODY_BYTES,
     PATH,
-    RESULTS,
-    ROOT,
     Run,
     Started,
     cpu_seconds_between,
     cpu_ticks,
+    ensure_tools,
     evenflow_python,
-    find_tool,
     free_port,
     medians,
     nginx_conf,
     parse_wrk,
     process_tree,
+    run_main,
     signals_unwind,
     start_backend,
+    versions,
     wait_ready,
+    write_results,
 )
 
-TOOLS = {"nginx": "nginx", "wrk": "wrk"}  # command -> Debian package
+TOOLS: dict[str, str | None] = {"nginx": "nginx", "wrk": "wrk", "h2load": "nghttp2-client"}
 TARGET_H2_RPS_RATIO = 0.7  # issue 7: h2load over TLS, evenflow >= 0.7x nginx req/s
 TARGET_CPU_RATIO = 1.3  # issue 7: HTTPS keep-alive at most 1.3x nginx's CPU per request
-
-
-def ensure_tools() -> dict[str, str]:
-    missing = [package for command, package in TOOLS.items() if find_tool(command) is None]
-    if missing and os.geteuid() == 0:
-        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-        subprocess.run(["apt-get", "update"], env=env, check=False)
-        subprocess.run(["apt-get", "install", "-y", *missing], env=env, check=False)
-        missing = [package for command, package in TOOLS.items() if find_tool(command) is None]
-    if missing:
-        print(f"bench: missing {', '.join(missing)}; install them and run again", file=sys.stderr)
-        raise SystemExit(2)
-    return {command: str(find_tool(command)) for command in TOOLS}
 
 
 def make_certificate(workdir: Path) -> tuple[Path, Path]:
@@ -292,7 +276,7 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> int:
     args = parse_args()
-    tools = ensure_tools()
+    tools = ensure_tools(TOOLS)
     started: list[Started] = []
     runs: list[Run] = []
     failures: list[str] = []
@@ -369,45 +353,25 @@ def main() -> int:
                 f"evenflow CPU/req x{ratio:.2f} nginx ({verdict} the {TARGET_CPU_RATIO}x "
                 f"target); req/s x{rps_ratio:.2f}"
             )
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-    out = RESULTS / f"tls-{stamp}.json"
-    out.write_text(
-        json.dumps(
-            {
-                "timestamp": stamp,
-                "kind": "h2load-tls" if args.h2 else "https-keepalive",
-                "machine": {
-                    "cpus": os.cpu_count(),
-                    "platform": platform.platform(),
-                    "load_avg_at_end": os.getloadavg(),
-                },
-                "params": {
-                    "duration_s": args.duration,
-                    "warmup_s": args.warmup,
-                    "repeat": args.repeat,
-                    "connections": args.connections,
-                    "path": PATH,
-                },
-                "runs": [asdict(r) for r in runs],
-                "summary": summary,
-                "evenflow_cpu_ratio_vs_nginx": ratio,
-                "failures": failures,
+    return write_results(
+        "tls-",
+        {
+            "kind": "h2load-tls" if args.h2 else "https-keepalive",
+            "versions": versions(tools),
+            "params": {
+                "duration_s": args.duration,
+                "warmup_s": args.warmup,
+                "repeat": args.repeat,
+                "connections": args.connections,
+                "path": PATH,
             },
-            indent=2,
-        )
-        + "\n"
+            "runs": [asdict(r) for r in runs],
+            "summary": summary,
+            "evenflow_cpu_ratio_vs_nginx": ratio,
+        },
+        failures,
     )
-    print(f"written {out.relative_to(ROOT)}")
-    if failures:
-        print("bench: problems:\n  " + "\n  ".join(failures), file=sys.stderr)
-        return 1
-    return 0
 
 
 if __name__ == "__main__":
-    try:
-        raise SystemExit(main())
-    except KeyboardInterrupt:
-        print("\nbench: interrupted; everything it started is stopped", file=sys.stderr)
-        raise SystemExit(130) from None
+    run_main(main)
