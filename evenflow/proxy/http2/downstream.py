@@ -38,6 +38,7 @@ from hyperframe.frame import GoAwayFrame
 from evenflow.config.http2 import MAX_WINDOW_BYTES
 from evenflow.proxy.http2.client_stream import ClientStream
 from evenflow.proxy.http2.downstream_fields import Malformed, parse_request
+from evenflow.proxy.http2.field_encoder import StatelessEncoder
 from evenflow.proxy.http2.guard import FrameGuard, GuardLimits, Http2Stats
 from evenflow.proxy.watchdog import Watchdog, periods
 
@@ -121,6 +122,7 @@ class H2Connection(asyncio.Protocol):
                 normalize_outbound_headers=False,
             )
         )
+        self.h2.encoder = StatelessEncoder()
         self.guard = FrameGuard(
             GuardLimits(
                 settings.max_resets_per_s,

@@ -29,6 +29,7 @@ import h2.exceptions
 import h2.settings
 
 from evenflow.core.backend import BackendState
+from evenflow.proxy.http2.field_encoder import StatelessEncoder
 from evenflow.proxy.http2.upstream_stream import STREAM_WINDOW, StreamTransport, error_name
 
 log = logging.getLogger(__name__)
@@ -77,6 +78,7 @@ class Session(asyncio.Protocol):
         self.authority = authority  # when a request has no Host
         config = h2.config.H2Configuration(client_side=True, header_encoding=None)
         self.h2 = h2.connection.H2Connection(config=config)
+        self.h2.encoder = StatelessEncoder()
         self.h2.local_settings = h2.settings.Settings(
             client=True,
             initial_values={
