@@ -259,19 +259,31 @@ def start_backend(nginx: str, workdir: Path, port: int) -> Started:
     )
 
 
-def start_nginx_proxy(nginx: str, workdir: Path, port: int, backend_port: int) -> Started:
-    prefix = workdir / "nginx"
+def start_nginx_proxy(
+    nginx: str,
+    workdir: Path,
+    port: int,
+    backend_port: int,
+    listen_options: str = "",
+    server_lines: str = "",
+    prefix_name: str = "nginx",
+) -> Started:
+    """nginx proxying to the backend over keep-alive; `listen_options` (" ssl") and
+    `server_lines` (certificates...) let the TLS bench reuse it."""
+    prefix = workdir / prefix_name
     prefix.mkdir()
     conf = prefix / "nginx.conf"
+    location = (
+        "    location / {\n"
+        "      proxy_pass http://backend;\n"
+        "      proxy_http_version 1.1;\n"
+        '      proxy_set_header Connection "";\n'
+        "    }"
+    )
     conf.write_text(
         nginx_conf(
             prefix,
-            f"    listen 127.0.0.1:{port};\n"
-            "    location / {\n"
-            "      proxy_pass http://backend;\n"
-            "      proxy_http_version 1.1;\n"
-            '      proxy_set_header Connection "";\n'
-            "    }",
+            f"    listen 127.0.0.1:{port}{listen_options};\n{server_lines}{location}",
             extra_http=f"  upstream backend {{\n"
             f"    server 127.0.0.1:{backend_port};\n"
             "    keepalive 64;\n"

@@ -48,12 +48,12 @@ from run import (  # noqa: E402  (bench/ is not a package: run.py sits beside th
     evenflow_python,
     free_port,
     medians,
-    nginx_conf,
     parse_wrk,
     process_tree,
     run_main,
     signals_unwind,
     start_backend,
+    start_nginx_proxy,
     versions,
     wait_ready,
     write_results,
@@ -86,30 +86,20 @@ def start_nginx_tls(
     key: Path,
     h2: bool = False,
 ) -> Started:
-    prefix = workdir / "nginx-tls"
-    prefix.mkdir()
-    conf = prefix / "nginx.conf"
-    conf.write_text(
-        nginx_conf(
-            prefix,
-            f"    listen 127.0.0.1:{port} ssl{' http2' if h2 else ''};\n"
+    return start_nginx_proxy(
+        nginx,
+        workdir,
+        port,
+        backend_port,
+        listen_options=" ssl http2" if h2 else " ssl",
+        server_lines=(
             f"    ssl_certificate {cert};\n"
             f"    ssl_certificate_key {key};\n"
             "    ssl_protocols TLSv1.2 TLSv1.3;\n"
             "    ssl_session_cache shared:SSL:10m;\n"
-            "    location / {\n"
-            "      proxy_pass http://backend;\n"
-            "      proxy_http_version 1.1;\n"
-            '      proxy_set_header Connection "";\n'
-            "    }",
-            extra_http=f"  upstream backend {{\n"
-            f"    server 127.0.0.1:{backend_port};\n"
-            "    keepalive 64;\n"
-            "    keepalive_requests 10000000;\n"
-            "  }",
-        )
+        ),
+        prefix_name="nginx-tls",
     )
-    return Started("nginx", [nginx, "-p", str(prefix), "-e", "stderr", "-c", str(conf)], workdir)
 
 
 def start_evenflow_tls(
