@@ -21,6 +21,11 @@ def normalize_host(raw: bytes | str) -> str:
     return host.partition(":")[0]
 
 
+# Host header bytes -> normalized: a fleet serves a handful of names, asked for again and again
+_normalized: dict[bytes, str] = {}
+_MAX_NORMALIZED = 1024
+
+
 class RequestHead:
     __slots__ = (
         "method",
@@ -66,9 +71,15 @@ class RequestHead:
     @property
     def host(self) -> str:
         """From the Host header (or the absolute target): lowercase, without port."""
-        host = self._host
-        if isinstance(host, bytes):
-            host = self._host = normalize_host(host)
+        raw = self._host
+        if not isinstance(raw, bytes):
+            return raw
+        host = _normalized.get(raw)
+        if host is None:
+            if len(_normalized) >= _MAX_NORMALIZED:
+                _normalized.clear()  # a client sending endless names cannot grow it
+            host = _normalized[raw] = normalize_host(raw)
+        self._host = host
         return host
 
     @property

@@ -43,19 +43,19 @@ class FakeRequest:
         return self.headers.get(name)
 
 
-@dataclass
+@dataclass(eq=False)  # hashed by identity, as the real one
 class FakeRoute:
     name: str = "shop"
     is_split: bool = False
 
 
-@dataclass
+@dataclass(eq=False)  # hashed by identity, as the real one
 class FakePool:
     name: str = "web"
     algorithm: str = "least_conn"
 
 
-@dataclass
+@dataclass(eq=False)  # hashed by identity, as the real one
 class FakeBackend:
     address: str = "10.0.0.2:8000"
 
