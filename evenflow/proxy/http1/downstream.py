@@ -971,12 +971,13 @@ class DownstreamConnection(asyncio.Protocol):
         series.classes[status // 100 if 100 <= status < 600 else 0] += 1
         series.bytes_in += exchange.bytes_in
         series.bytes_out += exchange.bytes_out
-        series.duration.observe(time.perf_counter() - exchange.started_at)
+        duration = time.perf_counter() - exchange.started_at
+        series.duration.observe(duration)
         if exchange.ttfb:
             series.ttfb.observe(exchange.ttfb)
         access_log = self.ctx.access_log
         if access_log is not None:
-            access_log.log_exchange(self.listener_name, exchange)
+            access_log.log_exchange(self.listener_name, exchange, duration)
 
     def _log_error(self, error: ProxyError) -> None:
         access_log = self.ctx.access_log
