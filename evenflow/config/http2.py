@@ -26,6 +26,13 @@ class Http2(Model):
         "preface, as `curl --http2-prior-knowledge` does) on a cleartext listener. Default "
         "true. Over TLS, h2 is chosen by ALPN (see tls.alpn).",
     )
+    websocket: bool = Field(
+        True,
+        description="Let clients open WebSockets over HTTP/2 streams (RFC 8441 extended "
+        "CONNECT, announced with SETTINGS_ENABLE_CONNECT_PROTOCOL); each one reaches the "
+        "backend as an HTTP/1.1 WebSocket handshake and is relayed like one. Default true; "
+        "false makes browsers open a separate HTTP/1.1 connection for each WebSocket.",
+    )
     max_concurrent_streams: int = Field(
         100,
         ge=1,

@@ -66,6 +66,11 @@ class ClientStream(asyncio.Transport):
         "_request_ended",
         "_reading_paused",
         "_unacked",
+        # an RFC 8441 WebSocket: the handshake asked for, answered (101), relayed
+        "_websocket",
+        "_upgraded",
+        "_declined",
+        "_tunnel",
         # response side
         "_parser",
         "_is_head",
@@ -102,6 +107,11 @@ class ClientStream(asyncio.Transport):
         self._request_ended = False
         self._reading_paused = False
         self._unacked = 0  # DATA bytes received while paused, acknowledged on resume
+        self._websocket = False  # the request is an extended CONNECT for a WebSocket
+        self._upgraded = False  # the backend switched protocols: bytes from here on
+        self._declined = False  # the backend answered 2xx, not 101: the client gets a 502
+        # the byte relay's protocol that took this stream over after the 101 (proxy/tunnel.py)
+        self._tunnel: asyncio.Protocol | None = None
         self._parser: httptools.HttpResponseParser | None = httptools.HttpResponseParser(self)
         self._is_head = False
         self._fields: list[tuple[bytes, bytes]] = []  # the head's, then the trailers' fields
@@ -131,7 +141,12 @@ class ClientStream(asyncio.Transport):
         down.connection_made(self)
         self._is_head = request.method == b"HEAD"
         self._request_ended = ended
-        if ended or request.has_length:
+        if request.websocket:
+            # the handshake now; DATA that follows is the WebSocket's, held by the
+            # DownstreamConnection until the backend's 101, then relayed by the tunnel
+            self._websocket = True
+            down.data_received(request.head(chunked=False))
+        elif ended or request.has_length:
             down.data_received(request.head(chunked=False))
         elif request.method in _NO_BODY_METHODS:
             self._deferred = request
@@ -143,7 +158,11 @@ class ClientStream(asyncio.Transport):
 
     def on_data(self, data: bytes, flow_controlled: int) -> None:
         down = self.down
-        if down is not None and data:
+        tunnel = self._tunnel
+        if tunnel is not None:
+            if data:
+                tunnel.data_received(data)
+        elif down is not None and data:
             deferred = self._deferred
             if deferred is not None:
                 self._deferred = None
@@ -184,6 +203,9 @@ class ClientStream(asyncio.Transport):
         if self._request_ended:
             return  # ended with the HEADERS, or with trailers
         self._request_ended = True
+        if self._tunnel is not None:
+            self._tunnel.eof_received()  # a WebSocket's half-close goes on to the backend
+            return
         down = self.down
         if down is None:
             return
@@ -245,6 +267,8 @@ class ClientStream(asyncio.Transport):
             self._set_write_paused(_HELD, False)
         if self._end_sent:
             if not self._request_ended:
+                if self._tunnel is not None and not self._closing:
+                    return  # a WebSocket half-closed by the backend: the client may still send
                 # RFC 9113 §8.1: a complete response; the rest of the request is not wanted
                 h2.reset_stream(sid, ErrorCodes.NO_ERROR)
             self.finish()
@@ -278,6 +302,9 @@ class ClientStream(asyncio.Transport):
         self._parser = None
         self._out.clear()
         self._out_bytes = 0
+        tunnel, self._tunnel = self._tunnel, None
+        if tunnel is not None:
+            tunnel.connection_lost(None)  # ends the relay, and the exchange with it
         down, self.down = self.down, None
         if down is not None:
             down.connection_lost(None)
@@ -293,7 +320,12 @@ class ClientStream(asyncio.Transport):
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         parser = self._parser
-        if parser is None or self._complete or self._reset_code is not None:
+        if self._complete or self._reset_code is not None:
+            return
+        if parser is None:
+            if self._upgraded and data:
+                self.on_body(bytes(data))  # the WebSocket's bytes, as DATA
+                self.conn.want_flush(self)
             return
         try:
             parser.feed_data(data)
@@ -301,7 +333,16 @@ class ClientStream(asyncio.Transport):
             if not isinstance(exc.__context__, _HeadResponseEnd):
                 raise
             self._parser = None  # whatever follows a HEAD response's head is not its body
-        except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
+        except httptools.HttpParserUpgrade as exc:
+            if not self._upgraded:
+                log.error("stream %d of %s: unasked 101", self.stream_id, self.conn.ctx.name)
+                self.reset(ErrorCodes.INTERNAL_ERROR)
+                return
+            self._parser = None  # the head was the 101: the rest is the WebSocket's
+            rest = bytes(data[int(exc.args[0]) :])
+            if rest:
+                self.on_body(rest)
+        except httptools.HttpParserError as exc:
             # evenflow's own HTTP/1.1 writer produced it: a bug, but only this stream's
             log.error(
                 "stream %d of %s: invalid response: %s", self.stream_id, self.conn.ctx.name, exc
@@ -338,9 +379,21 @@ class ClientStream(asyncio.Transport):
         return default if transport is None else transport.get_extra_info(name, default)
 
     def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
-        raise NotImplementedError("an HTTP/2 stream carries one HTTP/1.1 exchange")
+        """After a WebSocket's 101, the tunnel's side takes the stream's bytes over."""
+        if not self._upgraded:
+            raise NotImplementedError("an HTTP/2 stream carries one HTTP/1.1 exchange")
+        assert isinstance(protocol, asyncio.Protocol)
+        self._tunnel = protocol
+        if self._request_ended:
+            self.conn.loop.call_soon(self._late_eof)  # the client had half-closed already
+
+    def _late_eof(self) -> None:
+        if self._tunnel is not None:
+            self._tunnel.eof_received()
 
     def get_protocol(self) -> asyncio.BaseProtocol:
+        if self._tunnel is not None:
+            return self._tunnel
         assert self.down is not None
         return self.down
 
@@ -360,10 +413,14 @@ class ClientStream(asyncio.Transport):
             self.conn.want_flush(None)
 
     def can_write_eof(self) -> bool:
-        return False
+        return self._upgraded  # a WebSocket's half-close is END_STREAM
 
     def write_eof(self) -> None:
-        self.close()
+        if not self._upgraded:
+            self.close()
+        elif not self._complete and self._reset_code is None:
+            self._end_response()
+            self.conn.want_flush(self)
 
     def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
         self._high = _HIGH_WATER_BYTES if high is None else high
@@ -384,6 +441,23 @@ class ClientStream(asyncio.Transport):
         assert self._parser is not None
         status = self._parser.get_status_code()
         fields, self._fields = self._fields, []
+        if status == 101 and self._websocket:
+            # RFC 8441 §5: the WebSocket is open; HTTP/2 says so with a 200 that keeps the
+            # stream open, without the HTTP/1.1 handshake's Upgrade, Connection and Accept
+            self._upgraded = True
+            self._status = 200
+            self._head = [
+                (name, value)
+                for name, value in response_fields(200, fields, keep_length=False)
+                if name != b"sec-websocket-accept"
+            ]
+            return
+        if self._websocket and 200 <= status < 300:
+            # a backend that is no WebSocket server answered the handshake as a plain GET; a
+            # 2xx would tell the client its WebSocket is open (RFC 8441 §5), so it gets a 502
+            self._declined = True
+            status = 502
+            fields = [(b"content-length", b"0")]
         if status < 200:
             # RFC 9113 §8.1: informational responses are HEADERS without END_STREAM
             self._in_interim = True
@@ -401,12 +475,16 @@ class ClientStream(asyncio.Transport):
             raise _HeadResponseEnd
 
     def on_body(self, body: bytes) -> None:
+        if self._declined:
+            return  # the body of the 2xx that replaced the 101
         self._out.append(body)
         self._out_bytes += len(body)
         if self._out_bytes > self._high and not self._write_paused & _HELD:
             self._set_write_paused(_HELD, True)
 
     def on_message_complete(self) -> None:
+        if self._upgraded:
+            return  # the 101's head: no end, the stream now carries the WebSocket
         if self._in_interim:
             self._in_interim = False
             return
@@ -423,10 +501,10 @@ class ClientStream(asyncio.Transport):
     def _set_write_paused(self, reason: int, paused: bool) -> None:
         before = self._write_paused
         after = self._write_paused = before | reason if paused else before & ~reason
-        down = self.down
-        if down is None or bool(before) == bool(after):
+        protocol: asyncio.Protocol | None = self._tunnel or self.down
+        if protocol is None or bool(before) == bool(after):
             return
         if after:
-            down.pause_writing()
+            protocol.pause_writing()
         else:
-            down.resume_writing()
+            protocol.resume_writing()

@@ -177,6 +177,8 @@ class H2Connection(asyncio.Protocol):
                 SettingCodes.MAX_CONCURRENT_STREAMS: settings.max_concurrent_streams,
                 SettingCodes.MAX_HEADER_LIST_SIZE: self._max_header_bytes,
                 SettingCodes.INITIAL_WINDOW_SIZE: settings.initial_window_bytes,
+                # RFC 8441: WebSockets over this connection's streams
+                SettingCodes.ENABLE_CONNECT_PROTOCOL: int(settings.websocket),
             },
         )
         h2.decoder.max_header_list_size = self._max_header_bytes
@@ -367,7 +369,7 @@ class H2Connection(asyncio.Protocol):
             return
         self.stats.streams += 1
         try:
-            request = parse_request(event.headers)
+            request = parse_request(event.headers, self._settings.websocket)
         except Malformed as exc:
             self.on_malformed(sid, str(exc))
             self.h2.reset_stream(sid, ErrorCodes.PROTOCOL_ERROR)

@@ -8,6 +8,8 @@ RFC 9113 §8.2-8.3 raises `Malformed`, which costs the client that one stream (P
 
 from __future__ import annotations
 
+import base64
+import os
 import re
 
 # RFC 9113 §8.2.2: connection-specific fields make a request malformed (TE: only "trailers")
@@ -19,7 +21,9 @@ _DROPPED_FROM_RESPONSES = _CONNECTION_SPECIFIC | {b"te"}
 # Trailers never carry framing, routing or connection control (RFC 9110 §6.5.1)
 _NOT_IN_TRAILERS = _CONNECTION_SPECIFIC | {b"te", b"content-length", b"host", b"trailer"}
 
-_REQUEST_PSEUDO = frozenset((b":method", b":scheme", b":authority", b":path"))
+_REQUEST_PSEUDO = frozenset((b":method", b":scheme", b":authority", b":path", b":protocol"))
+# RFC 6455 §4.2.1 / RFC 8441 §5: handshake fields of HTTP/1.1 only; evenflow makes its own key
+_WEBSOCKET_HANDSHAKE = frozenset((b"sec-websocket-key", b"sec-websocket-accept"))
 
 # RFC 9110 §5.6.2 tokens, lowercase only (RFC 9113 §8.2.1: uppercase makes a request malformed)
 _NAME = re.compile(rb"[!#$%&'*+\-.^_`|~0-9a-z]+")
@@ -38,7 +42,7 @@ class Malformed(ValueError):
 class H2Request:
     """A request's HEADERS, validated, in the pieces its HTTP/1.1 head is made of."""
 
-    __slots__ = ("method", "target", "authority", "fields", "has_length", "is_grpc")
+    __slots__ = ("method", "target", "authority", "fields", "has_length", "is_grpc", "websocket")
 
     def __init__(
         self, method: bytes, target: bytes, authority: bytes | None, fields: bytes
@@ -49,10 +53,19 @@ class H2Request:
         self.fields = fields  # b"name: value\r\n" lines, Host and TE left out
         self.has_length = False  # a content-length frames the body
         self.is_grpc = False
+        # RFC 8441: an extended CONNECT for a WebSocket; it goes upstream as the HTTP/1.1
+        # handshake (RFC 6455 §4.1), and what follows the backend's 101 is relayed as bytes
+        self.websocket = False
 
     def head(self, chunked: bool) -> bytes:
         """The HTTP/1.1 request head; `chunked`: the body follows as chunks (no length)."""
         host = b"host: %s\r\n" % self.authority if self.authority is not None else b""
+        if self.websocket:
+            key = base64.b64encode(os.urandom(16))  # the backend proves it speaks WebSocket
+            return (
+                b"GET %s HTTP/1.1\r\n%s%sconnection: upgrade\r\nupgrade: websocket\r\n"
+                b"sec-websocket-key: %s\r\n\r\n" % (self.target, host, self.fields, key)
+            )
         framing = b"transfer-encoding: chunked\r\n" if chunked else b""
         return b"%s %s HTTP/1.1\r\n%s%s%s\r\n" % (
             self.method,
@@ -63,12 +76,15 @@ class H2Request:
         )
 
 
-def parse_request(headers: list[tuple[bytes, bytes]]) -> H2Request:
+def parse_request(headers: list[tuple[bytes, bytes]], extended_connect: bool = False) -> H2Request:
     """Validate a request's header list and split it for `H2Request.head`; Malformed if bad.
 
     RFC 9113 §8.3.1: pseudo-header fields first, each once, only the request ones; :method,
     :scheme and :path present (CONNECT: :authority only); :authority without userinfo; a
     Host that disagrees with :authority is malformed. §8.2.3: cookie crumbs are joined.
+    RFC 8441 §4: with `extended_connect` (SETTINGS_ENABLE_CONNECT_PROTOCOL was sent), a
+    CONNECT may carry :protocol, and then :scheme, :path and :authority as any request;
+    evenflow relays the `websocket` protocol.
     """
     pseudo: dict[bytes, bytes] = {}
     lines: list[bytes] = []
@@ -106,6 +122,8 @@ def parse_request(headers: list[tuple[bytes, bytes]]) -> H2Request:
         if name == b"cookie":
             cookies.append(value)
             continue
+        if name in _WEBSOCKET_HANDSHAKE:
+            continue  # RFC 8441 §5: not used over HTTP/2; the HTTP/1.1 hop gets its own
         if name == b"content-length":
             has_length = True
         elif name == b"content-type" and value[:16].lower() == b"application/grpc":
@@ -128,7 +146,15 @@ def parse_request(headers: list[tuple[bytes, bytes]]) -> H2Request:
         if not host or _BAD_TARGET.search(host):
             raise Malformed("invalid host")
         authority = host
-    if method == b"CONNECT":
+    protocol = pseudo.get(b":protocol")
+    if protocol is not None:
+        if not extended_connect or method != b"CONNECT":
+            raise Malformed(":protocol without an extended CONNECT")  # RFC 8441 §4, §3
+        if protocol.lower() != b"websocket":
+            raise Malformed(f"extended CONNECT for {_text(protocol)}: only websocket is relayed")
+        if authority is None:
+            raise Malformed("extended CONNECT without :authority")
+    if method == b"CONNECT" and protocol is None:
         # RFC 9113 §8.5: only :method and :authority; evenflow does not tunnel, and the
         # HTTP/1.1 side answers such a request with an error of its own
         if authority is None or b":scheme" in pseudo or b":path" in pseudo:
@@ -142,9 +168,12 @@ def parse_request(headers: list[tuple[bytes, bytes]]) -> H2Request:
             raise Malformed("missing or invalid :path")
         if target[:1] != b"/" and not (target == b"*" and method == b"OPTIONS"):
             raise Malformed(":path must be origin-form (or * for OPTIONS)")
+    if protocol is not None and has_length:
+        raise Malformed("a WebSocket's extended CONNECT with content-length")
     request = H2Request(method, target, authority, b"".join(lines))
     request.has_length = has_length
     request.is_grpc = is_grpc
+    request.websocket = protocol is not None
     return request
 
 

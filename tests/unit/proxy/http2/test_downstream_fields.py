@@ -6,6 +6,7 @@ DownstreamConnection parses them) or field lists out, or Malformed.
 
 from __future__ import annotations
 
+import base64
 import re
 
 import httptools
@@ -131,7 +132,8 @@ MALFORMED: list[tuple[str, Fields, str]] = [
     ("upgrade", req((b"upgrade", b"websocket")), "connection-specific"),
     ("te other than trailers", req((b"te", b"gzip")), "te other than trailers"),
     ("pseudo after regular", [(b":method", b"GET"), (b"x", b"1"), (b":path", b"/")], "after"),
-    ("unknown pseudo", req((b":protocol", b"websocket")), "unknown pseudo-header"),
+    ("unknown pseudo", req((b":tenant", b"a")), "unknown pseudo-header"),
+    ("protocol without the setting", req((b":protocol", b"websocket")), "extended CONNECT"),
     ("response pseudo", req((b":status", b"200")), "unknown pseudo-header"),
     ("repeated pseudo", [(b":path", b"/x"), *req()], "given twice"),
     ("no method", [(b":scheme", b"http"), (b":path", b"/")], ":method"),
@@ -153,6 +155,57 @@ MALFORMED: list[tuple[str, Fields, str]] = [
     ),
     ("empty header block", [], ":method"),
 ]
+
+
+def _websocket(*fields: tuple[bytes, bytes], protocol: bytes = b"websocket") -> Fields:
+    return [
+        (b":method", b"CONNECT"),
+        (b":protocol", protocol),
+        (b":scheme", b"https"),
+        (b":path", b"/chat?room=1"),
+        (b":authority", b"shop.example"),
+        (b"sec-websocket-version", b"13"),
+        *fields,
+    ]
+
+
+def test_an_extended_connect_becomes_the_http11_websocket_handshake() -> None:
+    # RFC 8441 §5: no Sec-WebSocket-Key over HTTP/2; the backend gets a fresh one of its own
+    request = parse_request(
+        _websocket((b"sec-websocket-protocol", b"chat"), (b"sec-websocket-key", b"bogus")),
+        extended_connect=True,
+    )
+    assert request.websocket and request.method == b"CONNECT"
+    head = request.head(chunked=False)
+    lines = head.split(b"\r\n")
+    assert lines[0] == b"GET /chat?room=1 HTTP/1.1"
+    assert b"host: shop.example" in lines
+    assert b"connection: upgrade" in lines and b"upgrade: websocket" in lines
+    assert b"sec-websocket-version: 13" in lines and b"sec-websocket-protocol: chat" in lines
+    [key] = [line for line in lines if line.startswith(b"sec-websocket-key: ")]
+    assert len(base64.b64decode(key.split(b": ")[1])) == 16  # RFC 6455 §4.1: 16 random bytes
+    assert head.endswith(b"\r\n\r\n") and b"transfer-encoding" not in head
+    assert request.head(chunked=False) != head  # a new key each time
+
+
+@pytest.mark.parametrize(
+    ("fields", "says"),
+    [
+        (_websocket(protocol=b"connect-udp"), "only websocket"),
+        ([f for f in _websocket() if f[0] != b":authority"], ":authority"),
+        ([f for f in _websocket() if f[0] != b":path"], ":path"),
+        ([f for f in _websocket() if f[0] != b":scheme"], ":scheme"),
+        (_websocket((b"content-length", b"3")), "content-length"),
+        (
+            [(b":method", b"GET"), (b":protocol", b"websocket"), *_websocket()[2:]],
+            "extended CONNECT",
+        ),
+    ],
+    ids=["other protocol", "no authority", "no path", "no scheme", "length", "not CONNECT"],
+)
+def test_malformed_extended_connects(fields: Fields, says: str) -> None:
+    with pytest.raises(Malformed, match=re.escape(says)):
+        parse_request(fields, extended_connect=True)
 
 
 @pytest.mark.parametrize(
