@@ -5,7 +5,9 @@ The backend is a `websockets` echo server (RFC 6455 over HTTP/1.1). Over HTTP/1.
 library driving the stream, with `websockets`' sans-IO protocol writing and reading the frames
 inside it. Each exchanges 1,000 messages and closes cleanly; an HTTP/2 connection serves plain
 requests on other streams while a WebSocket is open on one; a listener with `http2.websocket:
-false` does not offer it; a backend that is no WebSocket server costs the client a 502.
+false` does not offer it; a backend that is no WebSocket server costs the client a 502. Last,
+Debian's chromium (Playwright) opens its WebSocket as one more stream of the page's HTTP/2
+connection over TLS, or, with the setting off, on a connection of its own.
 """
 
 from __future__ import annotations
@@ -24,9 +26,11 @@ import h2.connection
 import h2.events
 import h2.settings
 import pytest
+import trustme
 import yaml
 from lb_support import Evenflow, _script_backend, demo_backends, free_port, listener_config
 from lb_support import running_evenflow as run_evenflow
+from playwright import sync_api
 from websockets.asyncio.client import connect
 from websockets.frames import Opcode
 from websockets.protocol import Protocol, Side
@@ -330,3 +334,70 @@ def test_websocket_false_does_not_offer_extended_connect(
             assert reset.error_code == h2.errors.ErrorCodes.PROTOCOL_ERROR
         finally:
             client.close()
+
+
+# --- a real browser ---------------------------------------------------------------------------
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"]
+BROWSER_ECHO = """(url) => new Promise((resolve, reject) => {
+    const ws = new WebSocket(url);
+    const got = [];
+    ws.onmessage = (event) => {
+        got.push(event.data);
+        if (got.length === 1) for (let n = 0; n < 100; n++) ws.send('m' + n);
+        if (got.length === 101) { ws.close(1000); }
+    };
+    ws.onclose = (event) => resolve({got: got, code: event.code});
+    ws.onerror = () => reject(new Error('websocket error after ' + got.length));
+})"""
+
+
+def http2_streams(admin: str) -> float:
+    with urllib.request.urlopen(f"http://{admin}/metrics", timeout=5) as response:
+        for line in response.read().decode().splitlines():
+            if line.startswith('evenflow_http2_streams_total{listener="web",outcome="received"}'):
+                return float(line.split()[-1])
+    return 0.0
+
+
+@pytest.mark.parametrize("over_http2", [True, False], ids=["rfc8441", "separate-http11"])
+def test_chromium_opens_its_websocket_on_the_pages_http2_connection(
+    backends: dict[str, str], tmp_path: Path, over_http2: bool
+) -> None:
+    """Chromium, over TLS with ALPN h2: with extended CONNECT offered the WebSocket is one more
+    stream of the page's connection; without, chromium opens an HTTP/1.1 connection for it.
+    Either way 100 messages echo and the close is clean."""
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: scripts/test-tools.sh installs Debian's chromium")
+    ca = trustme.CA()
+    leaf = ca.issue_cert("127.0.0.1")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    leaf.private_key_pem.write_to_path(str(key))
+    for index, pem in enumerate(leaf.cert_chain_pems):
+        pem.write_to_path(str(cert), append=index > 0)
+    built = config(backends, websocket=over_http2)
+    built["listeners"][0]["tls"] = {"certificates": [{"cert": str(cert), "key": str(key)}]}
+    admin = built["admin"]["bind"]
+    with (
+        run_evenflow(built, tmp_path) as running,
+        sync_api.sync_playwright() as playwright,
+    ):
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(ignore_https_errors=True)
+            page.route("**/favicon.ico", lambda route: route.abort())  # no stray stream
+            origin = f"https://127.0.0.1:{running.port}"
+            page.goto(f"{origin}/plain/page")
+            assert "backend plain: GET /plain/page" in page.content()
+            before = http2_streams(admin)
+            assert before == 1  # the page came over HTTP/2
+            result = page.evaluate(BROWSER_ECHO, f"wss://127.0.0.1:{running.port}/chat?browser")
+            after = http2_streams(admin)
+        finally:
+            browser.close()
+    assert result["got"][0] == "hello from ws at /chat?browser"
+    assert result["got"][1:] == [f"m{n}" for n in range(100)]
+    assert result["code"] == 1000
+    # one more stream on the page's connection, or none (a separate HTTP/1.1 connection)
+    assert after == before + (1 if over_http2 else 0)
