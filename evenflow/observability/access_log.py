@@ -132,9 +132,9 @@ def json_line(at: float, duration: float, listener: str, ex: Exchange) -> str:
     """
     req = ex.req
     line = (
-        f'{{"time":"{iso(at)}","listener":{_json_str(listener)},"client":"{req.client_ip}"'
-        f',"method":{_json_str(req.method)},"path":{_json_str(req.target)}'
-        f',"host":{_json_str(req.host)},"status":{ex.status},"bytes_in":{ex.bytes_in}'
+        f'{{"time":"{iso(at)}","listener":{_quoted(listener)},"client":"{req.client_ip}"'
+        f',"method":{_quoted(req.method)},"path":{_json_str(req.target)}'
+        f',"host":{_quoted(req.host)},"status":{ex.status},"bytes_in":{ex.bytes_in}'
         f',"bytes_out":{ex.bytes_out},"duration_ms":{"%.3f" % (duration * 1000)}'
         f',"attempts":{ex.attempts}{_destination(ex.route, ex.pool, ex.backend)}'
     )
@@ -148,10 +148,27 @@ def json_line(at: float, duration: float, listener: str, ex: Exchange) -> str:
         line += f',"connect_ms":{"%.3f" % (ex.connect_s * 1000)}'
     if ex.ttfb:
         line += f',"ttfb_ms":{"%.3f" % (ex.ttfb * 1000)}'
-    line += f',"request_id":{_json_str(ex.request_id.decode("latin-1"))}'
+    request_id = ex.request_id.decode("latin-1")
+    # evenflow's own ids are hex and a dash; a client's may hold anything
+    request_id = _json_str(request_id) if ex.request_id_given else f'"{request_id}"'
+    line += f',"request_id":{request_id}'
     if ex.trace_id:
         line += f',"trace_id":"{ex.trace_id.decode()}"'
     return line + "}\n"
+
+
+def _quoted(text: str) -> str:
+    """`text` as a JSON string; names, methods and hosts recur, so each is escaped once."""
+    quoted = _quotes.get(text)
+    if quoted is None:
+        if len(_quotes) >= _MAX_QUOTES:
+            _quotes.clear()  # clients inventing hosts or methods cannot grow it without bound
+        quoted = _quotes[text] = _json_str(text)
+    return quoted
+
+
+_quotes: dict[str, str] = {}
+_MAX_QUOTES = 4096
 
 
 # (route, pool, backend) -> their fields of a line; objects of one snapshot, which never rename

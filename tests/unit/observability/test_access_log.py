@@ -76,6 +76,7 @@ class FakeExchange:
     connect_s: float = 0.0
     ttfb: float = 0.0
     request_id: bytes = b"a1b2c3-1f"
+    request_id_given: bool = True  # the client's X-Request-Id (False: evenflow made it)
     trace_id: bytes = b"4bf92f3577b34da6a3ce929d0e0e4736"
     started_at: float = 0.0
     http10: bool = False
@@ -160,6 +161,13 @@ def test_a_decision_says_where_the_request_went_and_why() -> None:
         "request_id": "a1b2c3-1f",
         "trace_id": "4bf92f3577b34da6a3ce929d0e0e4736",
     }
+
+
+def test_a_request_id_evenflow_made_is_logged_as_it_is() -> None:
+    record = decision(
+        AT, 0.001, "public", exchange(request_id=b"9f8e7d6c5b4a-2a", request_id_given=False)
+    )
+    assert record["request_id"] == "9f8e7d6c5b4a-2a"
 
 
 def test_what_did_not_happen_is_left_out() -> None:
