@@ -29,6 +29,12 @@ def parse_traceparent(value: bytes) -> tuple[bytes, bytes, bytes] | None:
     return trace_id, span_id, flags
 
 
+def new_trace() -> tuple[bytes, bytes]:
+    """A trace that starts here: (trace id, the traceparent of evenflow's span, sampled)."""
+    trace_id = b"%032x" % (getrandbits(128) or 1)
+    return trace_id, b"00-%s-%016x-01" % (trace_id, getrandbits(64) or 1)
+
+
 def new_trace_id() -> bytes:
     return b"%032x" % (getrandbits(128) or 1)
 

@@ -8,11 +8,15 @@ route, for what the config model could not catch; matching and picking never rai
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from evenflow.config.model import HttpListener, Route
 from evenflow.core.request import RequestHead
 from evenflow.policies.headers import CompiledRewrite, compile_rewrite
 from evenflow.routing.matchers import Predicate, compile_match
+
+if TYPE_CHECKING:
+    from evenflow.observability.stats import RequestStats
 
 
 class CompiledRoute:
@@ -30,7 +34,7 @@ class CompiledRoute:
         "pools",
         "request_rewrite",
         "response_rewrite",
-        "_pool",
+        "single_pool",
         "_branches",
         "_weights",
         "_current",
@@ -61,10 +65,11 @@ class CompiledRoute:
         self._weights = tuple(weight for _, weight in live)
         self._current = [0] * len(live)
         self._total = sum(self._weights)
-        self._pool = self._branches[0] if len(live) == 1 else None
+        # the pool when there is only one (no split): read directly on the hot path
+        self.single_pool = self._branches[0] if len(live) == 1 else None
         self.pools = tuple(dict.fromkeys(self._branches))  # distinct, in config order
         # the data plane's metric series of this route, by backend (see observability/stats)
-        self.series: dict[object, object] = {}
+        self.series: dict[object, RequestStats] = {}
 
     def pick_pool(self) -> str:
         """The pool for the next request; for a split it is also the branch label for logs.
@@ -72,7 +77,7 @@ class CompiledRoute:
         Split routes use nginx's smooth weighted round-robin: every cycle of sum(weights) picks
         gives each branch exactly its weight, spread out (95/5 gives 95 and 5 in every 100).
         """
-        pool = self._pool
+        pool = self.single_pool
         if pool is not None:
             return pool
         current = self._current

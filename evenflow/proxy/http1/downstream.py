@@ -112,7 +112,8 @@ class HttpListenerContext:
         self.scheme = scheme
         self.closing = False
         self.stats: Registry = source.stats
-        self.unrouted: dict[object, object] = {}  # metric series of requests no route matched
+        # metric series of requests no route matched
+        self.unrouted: dict[object, RequestStats] = {}
         self.opened = 0  # client connections accepted
         tracing = source.snapshot.config.tracing
         self.tracing = tracing.enabled
@@ -174,6 +175,7 @@ _REBUILD = 1  # a hop-by-hop or forwarding header: the head is rebuilt, not forw
 _CHUNKED = 2
 _HOST_TWICE = 4
 _ANCIENT = 8  # HTTP/0.9 or no version
+_SEEN = 16  # any header _special_header looks at: its fields are reset for the next request
 
 # RFC 9112 §7: codings a proxy may pass along inside chunked framing (it never decodes them)
 _KNOWN_CODINGS = frozenset(
@@ -500,11 +502,13 @@ class DownstreamConnection(asyncio.Protocol):
         self._url = b""
         self._headers = []
         self._host = None
-        self._special = 0
-        self._content_length = 0
-        self._request_id = None
-        self._traceparent = None
-        self._upgrade = None
+        if self._special:
+            # what the previous request's special headers set (most requests have none)
+            self._special = 0
+            self._content_length = 0
+            self._request_id = None
+            self._traceparent = None
+            self._upgrade = None
         self._trailers = None
         self._begun += 1
 
@@ -529,6 +533,7 @@ class DownstreamConnection(asyncio.Protocol):
             _refuse_lookalike(lname)
 
     def _special_header(self, lname: bytes, value: bytes) -> None:
+        self._special |= _SEEN
         if lname in _REBUILD_TRIGGERS or lname == self.ctx.client_cert_header:
             self._special |= _REBUILD
             if lname == b"traceparent":
@@ -732,7 +737,8 @@ class DownstreamConnection(asyncio.Protocol):
         self._log(exchange)
         # pauses that belonged to this exchange (its backend's backpressure, its held body)
         # end with it, however it ended
-        self._resume(_PAUSE_BACKPRESSURE | _PAUSE_HOLD)
+        if self._paused:
+            self._resume(_PAUSE_BACKPRESSURE | _PAUSE_HOLD)
         if self._tunnel_bytes is not None:
             # the backend declined the WebSocket handshake: what the client sent after it is
             # HTTP again (or nothing), parsed once this answer is out
@@ -966,7 +972,6 @@ class DownstreamConnection(asyncio.Protocol):
                 pool.name if pool is not None else "",
                 backend.address if backend is not None else "",
             )
-        assert isinstance(series, RequestStats)
         status = exchange.status
         series.classes[status // 100 if 100 <= status < 600 else 0] += 1
         series.bytes_in += exchange.bytes_in

@@ -23,7 +23,7 @@ from evenflow.core.errors import BodyTooLarge, NoBackend, NoRoute, ProxyError, c
 from evenflow.core.request import RequestHead
 from evenflow.observability.tracing import (
     new_span_id,
-    new_trace_id,
+    new_trace,
     parse_traceparent,
     traceparent,
 )
@@ -57,6 +57,8 @@ REPLAY_LIMIT_BYTES = 64 * 1024
 
 
 _BODILESS_STATUS = frozenset((204, 304))
+# a client's head (less its blank line) + forwarding lines + Host + request id + traceparent
+_SPLICED_HEAD = b"%s%sx-forwarded-host: %s\r\nx-request-id: %s\r\ntraceparent: %s\r\n\r\n"
 
 
 class Exchange:
@@ -122,18 +124,24 @@ class Exchange:
         self.raw_head = raw_head
         self.host_raw = host_raw
         # the client's X-Request-Id (forwarded as it came), or one evenflow made up
-        self.request_id = request_id or down.ctx.next_request_id()
-        self.request_id_given = request_id is not None
+        if request_id is None:
+            self.request_id = down.ctx.next_request_id()
+            self.request_id_given = False
+        else:
+            self.request_id = request_id
+            self.request_id_given = True
         # W3C trace context: the client's trace continues with evenflow's span, or one starts
-        self.trace_id = b""
-        self.traceparent = b""
-        if down.tracing:
-            parsed = parse_traceparent(traceparent_in) if traceparent_in else None
+        if not down.tracing:
+            self.trace_id = self.traceparent = b""
+        elif traceparent_in is None:
+            self.trace_id, self.traceparent = new_trace()
+        else:
+            parsed = parse_traceparent(traceparent_in)
             if parsed is None:
-                self.trace_id, flags = new_trace_id(), b"01"
+                self.trace_id, self.traceparent = new_trace()
             else:
                 self.trace_id, _, flags = parsed
-            self.traceparent = traceparent(self.trace_id, new_span_id(), flags)
+                self.traceparent = traceparent(self.trace_id, new_span_id(), flags)
         self.http10 = http10
         self.chunked_request = chunked_request
         self.keep_alive = keep_alive  # the client wants the connection kept open
@@ -185,7 +193,7 @@ class Exchange:
             self.fail(NoRoute(f"no route for {req.method} {req.host}{req.path}"))
             return
         self.route = route
-        pool = self.pool = snapshot.pools[route.pick_pool()]
+        pool = self.pool = snapshot.pools[route.single_pool or route.pick_pool()]
         affinity = pool.affinity
         self.plain = (
             self.keep_alive
@@ -327,13 +335,22 @@ class Exchange:
         route = self.route
         if raw is not None and route is not None and route.request_rewrite is None:
             # the client's head as sent, with evenflow's lines spliced in before the blank line
-            lines = [raw[:-2], down.forwarded_lines, b"x-forwarded-host: ", self.host_raw, b"\r\n"]
-            if not self.request_id_given:
-                lines += (b"x-request-id: ", self.request_id, b"\r\n")
-            if self.traceparent:
-                lines += (b"traceparent: ", self.traceparent, b"\r\n")
-            lines.append(b"\r\n")
-            head = b"".join(lines)
+            if self.traceparent and not self.request_id_given:  # the common case: one format
+                head = _SPLICED_HEAD % (
+                    raw[:-2],
+                    down.forwarded_lines,
+                    self.host_raw,
+                    self.request_id,
+                    self.traceparent,
+                )
+            else:
+                lines = [raw[:-2], down.forwarded_lines, b"x-forwarded-host: ", self.host_raw]
+                if not self.request_id_given:
+                    lines += (b"\r\nx-request-id: ", self.request_id)
+                if self.traceparent:
+                    lines += (b"\r\ntraceparent: ", self.traceparent)
+                lines.append(b"\r\n\r\n")
+                head = b"".join(lines)
         else:
             head = self._rebuilt_request_head()
         held = self.held

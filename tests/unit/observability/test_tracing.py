@@ -10,6 +10,7 @@ import pytest
 from evenflow.observability import tracing
 from evenflow.observability.tracing import (
     new_span_id,
+    new_trace,
     new_trace_id,
     parse_traceparent,
     traceparent,
@@ -71,18 +72,29 @@ def test_new_ids_are_lowercase_hex_of_the_right_length_and_differ() -> None:
     assert all(re.fullmatch(rb"[0-9a-f]{16}", s) for s in spans)
 
 
+def test_a_new_trace_is_a_valid_sampled_traceparent_with_its_trace_id() -> None:
+    started = [new_trace() for _ in range(100)]
+    assert len({trace_id for trace_id, _ in started}) == 100
+    for trace_id, header in started:
+        parsed = parse_traceparent(header)
+        assert parsed is not None and parsed[0] == trace_id and parsed[2] == b"01"
+        assert re.fullmatch(rb"00-[0-9a-f]{32}-[0-9a-f]{16}-01", header)
+
+
 def test_new_ids_are_never_all_zero(monkeypatch: pytest.MonkeyPatch) -> None:
     # an all-zero id is invalid (§3.2.2.3, §3.2.2.4): a downstream service would drop the trace
     monkeypatch.setattr(tracing, "getrandbits", lambda bits: 0)
     assert new_trace_id() != b"0" * 32
     assert new_span_id() != b"0" * 16
     assert parse_traceparent(traceparent(new_trace_id(), new_span_id(), b"01")) is not None
+    assert parse_traceparent(new_trace()[1]) is not None
 
 
 def test_small_ids_keep_their_leading_zeros(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(tracing, "getrandbits", lambda bits: 0xABC)
     assert new_trace_id() == b"0" * 29 + b"abc"
     assert new_span_id() == b"0" * 13 + b"abc"
+    assert new_trace()[1] == b"00-" + b"0" * 29 + b"abc-" + b"0" * 13 + b"abc-01"
 
 
 def test_evenflow_span_continues_the_clients_trace() -> None:
