@@ -647,7 +647,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--duration", type=int, default=10, help="seconds per measured run (10)")
     parser.add_argument("--warmup", type=int, default=2, help="seconds of warm-up per run (2)")
     parser.add_argument(
-        "--repeat", type=int, default=1, help="rotations over all proxies; medians reported (1)"
+        "--repeat", type=int, default=3, help="rotations over all proxies; medians reported (3)"
     )
     parser.add_argument("--connections", type=int, default=64, help="wrk connections (64)")
     parser.add_argument(

@@ -248,7 +248,7 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--duration", type=int, default=10, help="seconds per measured run (10)")
     parser.add_argument("--warmup", type=int, default=2, help="seconds of warm-up per run (2)")
-    parser.add_argument("--repeat", type=int, default=1, help="rotations; medians reported (1)")
+    parser.add_argument("--repeat", type=int, default=3, help="rotations; medians reported (3)")
     parser.add_argument("--connections", type=int, default=64, help="wrk connections (64)")
     parser.add_argument(
         "--h2",
