@@ -131,30 +131,45 @@ def json_line(at: float, duration: float, listener: str, ex: Exchange) -> str:
     depends only on where the request went is rendered once per (route, pool, backend).
     """
     req = ex.req
-    line = (
+    ttfb = ex.ttfb
+    trace_id = ex.trace_id
+    request_id = ex.request_id.decode("latin-1")
+    # evenflow's own request ids are hex and a dash; a client's may hold anything
+    request_id = _json_str(request_id) if ex.request_id_given else '"' + request_id + '"'
+    rare = (
+        _rare_fields(ex)
+        if ex.hash_key is not None or ex.sticky or ex.failures or ex.connect_s
+        else ""
+    )
+    ttfb_field = _TTFB_FIELD % (ttfb * 1000) if ttfb else ""
+    trace_field = _TRACE_FIELD % trace_id.decode() if trace_id else ""
+    # the line is built as one string, not grown field by field
+    return (
         f'{{"time":"{iso(at)}","listener":{_quoted(listener)},"client":"{req.client_ip}"'
         f',"method":{_quoted(req.method)},"path":{_json_str(req.target)}'
         f',"host":{_quoted(req.host)},"status":{ex.status},"bytes_in":{ex.bytes_in}'
         f',"bytes_out":{ex.bytes_out},"duration_ms":{"%.3f" % (duration * 1000)}'
-        f',"attempts":{ex.attempts}{_destination(ex.route, ex.pool, ex.backend)}'
+        f',"attempts":{ex.attempts}{_destination(ex.route, ex.pool, ex.backend)}{rare}'
+        f'{ttfb_field},"request_id":{request_id}{trace_field}}}\n'
     )
+
+
+_TTFB_FIELD = ',"ttfb_ms":%.3f'
+_TRACE_FIELD = ',"trace_id":"%s"'
+
+
+def _rare_fields(ex: Exchange) -> str:
+    """hash_key, sticky, failures and connect_ms, those that apply."""
+    fields = ""
     if ex.hash_key is not None:
-        line += f',"hash_key":"{key_hash(ex.hash_key) & 0xFFFFFFFFFFFF:012x}"'
+        fields += f',"hash_key":"{key_hash(ex.hash_key) & 0xFFFFFFFFFFFF:012x}"'
     if ex.sticky:
-        line += f',"sticky":{_json_str(ex.sticky)}'
+        fields += f',"sticky":{_json_str(ex.sticky)}'
     if ex.failures:
-        line += f',"failures":[{",".join(map(_json_str, ex.failures))}]'
+        fields += f',"failures":[{",".join(map(_json_str, ex.failures))}]'
     if ex.connect_s:
-        line += f',"connect_ms":{"%.3f" % (ex.connect_s * 1000)}'
-    if ex.ttfb:
-        line += f',"ttfb_ms":{"%.3f" % (ex.ttfb * 1000)}'
-    request_id = ex.request_id.decode("latin-1")
-    # evenflow's own ids are hex and a dash; a client's may hold anything
-    request_id = _json_str(request_id) if ex.request_id_given else f'"{request_id}"'
-    line += f',"request_id":{request_id}'
-    if ex.trace_id:
-        line += f',"trace_id":"{ex.trace_id.decode()}"'
-    return line + "}\n"
+        fields += f',"connect_ms":{"%.3f" % (ex.connect_s * 1000)}'
+    return fields
 
 
 def _quoted(text: str) -> str:
