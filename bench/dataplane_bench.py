@@ -5,10 +5,13 @@ a request goes in, the response comes back on a parked backend connection, repea
 measures is the interpreter work per request (the part evenflow can change); the kernel's share
 is the same for every proxy and is measured by bench/run.py with wrk.
 
-    .venv/bin/python bench/dataplane_bench.py [N] [--count] [--observability]
+    .venv/bin/python bench/dataplane_bench.py [N] [--count] [--observability] [--browser]
 
 --count reports bytecodes and calls per request instead of time: deterministic, so it shows
 what a change did even on a noisy shared machine.
+
+--browser sends the head a browser sends (a dozen fields: user agent, accept, cookies, fetch
+metadata...) instead of wrk's two lines: the per-field cost that wrk's benchmark does not see.
 
 --observability measures what observability costs per request, each variant against `bare`
 (no metric counters, no trace context, no access log): the default (counters and trace context
@@ -36,6 +39,17 @@ from evenflow.runtime.controller import Controller
 
 FLUSH_EVERY = 200  # about what a 0.2 s flush timer batches at 1000 req/s
 REQUEST = b"GET /1k HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n"
+BROWSER_REQUEST = (
+    b"GET /app/page?id=42 HTTP/1.1\r\nHost: shop.example.com\r\n"
+    b"User-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    b"Chrome/131.0.0.0 Safari/537.36\r\n"
+    b"Accept: text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8\r\n"
+    b"Accept-Encoding: gzip, deflate, br, zstd\r\nAccept-Language: en-US,en;q=0.9\r\n"
+    b"Cookie: session=4f9a8d7e6c5b4a39; theme=dark\r\nReferer: https://shop.example.com/\r\n"
+    b'Sec-Ch-Ua: "Chromium";v="131"\r\nSec-Ch-Ua-Mobile: ?0\r\nSec-Ch-Ua-Platform: "Linux"\r\n'
+    b"Sec-Fetch-Dest: document\r\nSec-Fetch-Mode: navigate\r\nSec-Fetch-Site: same-origin\r\n"
+    b"Upgrade-Insecure-Requests: 1\r\n\r\n"
+)
 BODY = b"x" * 1024
 RESPONSE = (
     b"HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\nDate: Thu, 26 Nov 2026 18:55:01 GMT\r\n"
@@ -231,6 +245,8 @@ if __name__ == "__main__":
     except ImportError:
         pass
     args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    if "--browser" in sys.argv:
+        REQUEST = BROWSER_REQUEST
     asyncio.run(
         main(
             int(args[0]) if args else 200_000,
