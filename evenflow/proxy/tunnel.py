@@ -57,14 +57,18 @@ class Tunnel:
         self.backend_side = TunnelSide(self, backend_transport, upstream=True)
         self.client.peer = self.backend_side
         self.backend_side.peer = self.client
-        client.set_protocol(self.client)
-        backend_transport.set_protocol(self.backend_side)
-        backend.live.add(self.backend_side)
-        self.watchdog = Watchdog(loop, min(idle_timeout_s, 5.0), self._check)
-        self.watchdog.start()
         # the handover may leave either transport paused by the HTTP side's backpressure
         client.resume_reading()
         backend_transport.resume_reading()
+        client.set_protocol(self.client)
+        backend_transport.set_protocol(self.backend_side)
+        # ...and a side that cannot write yet must hold the other one back from the start
+        for side in (self.client, self.backend_side):
+            if side.transport.get_write_buffer_size() > side.transport.get_write_buffer_limits()[1]:
+                side.pause_writing()
+        backend.live.add(self.backend_side)
+        self.watchdog = Watchdog(loop, min(idle_timeout_s, 5.0), self._check)
+        self.watchdog.start()
 
     def _check(self) -> bool:
         if self._ended:

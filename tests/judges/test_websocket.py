@@ -64,22 +64,103 @@ asyncio.run(main())
 """
 
 
+# A WebSocket server that misbehaves on request (by path): /raw/halfclose answers 101 and
+# half-closes, /raw/noread answers 101 and stops reading, /raw/flood answers 101 and sends
+# 64 MiB as fast as it may, /raw/decline answers 403 with a body
+# larger than a stream's window; /raw/requests lists the paths it was asked for.
+RAW_SERVER = r"""
+import asyncio, base64, hashlib, sys
+
+NAME = sys.argv[1]
+GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC11B87"
+SEEN = []
+
+
+class Raw(asyncio.Protocol):
+    def connection_made(self, transport):
+        self.transport = transport
+        self.buffer = b""
+        self.upgraded = False
+
+    def data_received(self, data):
+        if self.upgraded:
+            return
+        self.buffer += data
+        while b"\r\n\r\n" in self.buffer:
+            head, _, self.buffer = self.buffer.partition(b"\r\n\r\n")
+            lines = head.split(b"\r\n")
+            path = lines[0].split()[1].decode()
+            SEEN.append(path)
+            fields = dict(line.lower().split(b": ", 1) for line in lines[1:])
+            if path == "/raw/requests":
+                self.answer(b"200 OK", "\n".join(SEEN).encode())
+            elif path == "/raw/decline":
+                self.answer(b"403 No", b"z" * 200000)
+            else:
+                key = fields[b"sec-websocket-key"]
+                accept = base64.b64encode(hashlib.sha1(key + GUID).digest())
+                self.transport.write(
+                    b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\n"
+                    b"connection: upgrade\r\nsec-websocket-accept: %s\r\n\r\n" % accept
+                )
+                self.upgraded = True
+                if path == "/raw/halfclose":
+                    self.transport.write_eof()
+                elif path == "/raw/flood":
+                    asyncio.get_running_loop().create_task(self.flood(64 << 20))
+                elif path == "/raw/noread":
+                    self.transport.pause_reading()
+                return
+
+    async def flood(self, size):
+        # as fast as the connection takes it, as a server streaming to its client would
+        chunk = b"x" * 65536
+        for _ in range(size // len(chunk)):
+            if self.transport.is_closing():
+                return
+            self.transport.write(chunk)
+            while self.transport.get_write_buffer_size() > 1 << 20:
+                await asyncio.sleep(0.01)
+
+    def answer(self, status, body):
+        head = b"HTTP/1.1 %s\r\ncontent-length: %d\r\n\r\n" % (status, len(body))
+        self.transport.write(head + body)
+
+    def eof_received(self):
+        return True  # keep writing after the client's half-close, as a WebSocket server may
+
+
+async def main():
+    server = await asyncio.get_running_loop().create_server(Raw, "127.0.0.1", 0)
+    print("listening", NAME, "127.0.0.1:%d" % server.sockets[0].getsockname()[1], flush=True)
+    await asyncio.Future()
+
+
+asyncio.run(main())
+"""
+
+
 @pytest.fixture(scope="module")
 def backends(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    """The echo server `ws` and a demo backend `plain` (no WebSocket server)."""
+    """The echo server `ws`, the misbehaving `raw` and a demo backend `plain` (no WebSocket)."""
     workdir = tmp_path_factory.mktemp("websocket-backends")
     with (
         _script_backend(ECHO_SERVER, "ws", [], workdir) as ws,
+        _script_backend(RAW_SERVER, "raw", [], workdir) as raw,
         demo_backends("plain", workdir=workdir) as plain,
     ):
-        yield {"ws": ws, **plain}
+        yield {"ws": ws, "raw": raw, **plain}
 
 
 def config(backends: dict[str, str], **http2: Any) -> dict[str, Any]:
-    """/chat to the echo server, /plain to the demo backend."""
+    """/plain to the demo backend, /raw to the misbehaving one, the rest to the echo server."""
     built = listener_config(
-        {"ws": {"backends": [backends["ws"]]}, "plain": {"backends": [backends["plain"]]}},
-        routes=[{"match": {"path_prefix": "/plain"}, "pool": "plain"}, {"pool": "ws"}],
+        {name: {"backends": [backends[name]]} for name in ("ws", "raw", "plain")},
+        routes=[
+            {"match": {"path_prefix": "/plain"}, "pool": "plain"},
+            {"match": {"path_prefix": "/raw/"}, "pool": "raw"},
+            {"pool": "ws"},
+        ],
     )
     if http2:
         built["listeners"][0]["http2"] = http2
@@ -87,18 +168,18 @@ def config(backends: dict[str, str], **http2: Any) -> dict[str, Any]:
     return built
 
 
-def echo_backend_state(evenflow: Evenflow) -> dict[str, Any]:
-    """The echo server's backend as the admin API describes it."""
+def backend_state(evenflow: Evenflow, pool: str = "ws") -> dict[str, Any]:
+    """The backend of `pool` as the admin API describes it."""
     admin = yaml.safe_load(evenflow.config_path.read_text())["admin"]["bind"]
-    with urllib.request.urlopen(f"http://{admin}/api/v1/pools/ws", timeout=5) as response:
-        pool = json.load(response)
-    [backend] = pool["backends"]
+    with urllib.request.urlopen(f"http://{admin}/api/v1/pools/{pool}", timeout=5) as response:
+        found = json.load(response)
+    [backend] = found["backends"]
     return dict(backend)
 
 
-def wait_in_flight(evenflow: Evenflow, expected: int) -> None:
+def wait_in_flight(evenflow: Evenflow, expected: int, pool: str = "ws") -> None:
     deadline = time.monotonic() + IO_TIMEOUT_S
-    while (found := echo_backend_state(evenflow)["in_flight"]) != expected:
+    while (found := backend_state(evenflow, pool)["in_flight"]) != expected:
         assert time.monotonic() < deadline, f"in_flight {found}, expected {expected}"
         time.sleep(0.05)
 
@@ -169,6 +250,19 @@ class H2Client:
         self.h2.send_headers(stream_id, headers, end_stream=end_stream)
         self.sock.sendall(self.h2.data_to_send())
         return stream_id
+
+    def get(self, path: str) -> int:
+        return self.request(
+            [(":method", "GET"), (":scheme", "http"), (":path", path), (":authority", "a")],
+            end_stream=True,
+        )
+
+    def body(self, stream_id: int) -> bytes:
+        """Every DATA of `stream_id` until it ends."""
+        parts = []
+        while piece := self.data(stream_id):
+            parts.append(piece)
+        return b"".join(parts)
 
     def response_head(self, stream_id: int) -> dict[bytes, bytes]:
         event = self.until(
@@ -288,10 +382,7 @@ def test_other_streams_are_served_while_a_websocket_is_open(evenflow: Evenflow) 
         assert client.response_head(first)[b":status"] == b"200"
         ws = StreamWebSocket(client, first)
         assert ws.recv()[1].startswith(b"hello from ws")
-        get = client.request(
-            [(":method", "GET"), (":scheme", "http"), (":path", "/plain/x"), (":authority", "a")],
-            end_stream=True,
-        )
+        get = client.get("/plain/x")
         assert client.response_head(get)[b":status"] == b"200"
         assert client.data(get) == b"backend plain: GET /plain/x\n"
         second = websocket_connect(client, "/chat?second")
@@ -315,11 +406,158 @@ def test_a_reset_websocket_stream_releases_its_backend(evenflow: Evenflow) -> No
         client.h2.reset_stream(stream_id, h2.errors.ErrorCodes.CANCEL)
         client.sock.sendall(client.h2.data_to_send())
         wait_in_flight(evenflow, 0)  # the backend connection is closed, nothing leaks
-        get = client.request(
-            [(":method", "GET"), (":scheme", "http"), (":path", "/plain/y"), (":authority", "a")],
-            end_stream=True,
-        )
+        get = client.get("/plain/y")
         assert client.response_head(get)[b":status"] == b"200"  # the connection lives on
+    finally:
+        client.close()
+
+
+@pytest.fixture(scope="module")
+def tight(backends: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Evenflow]:
+    """One stream at a time, a 64 KiB window, a 1 s idle timeout: a stream or a window credit
+    that leaks shows at once."""
+    built = config(backends, max_concurrent_streams=1, initial_window_bytes=65535)
+    built["listeners"][0]["timeouts"] = {"idle": "1s"}
+    with run_evenflow(built, tmp_path_factory.mktemp("websocket-tight")) as running:
+        yield running
+
+
+def test_a_websocket_the_backend_half_closed_is_reset_when_it_times_out(tight: Evenflow) -> None:
+    client = H2Client(tight.port)
+    try:
+        stream_id = websocket_connect(client, "/raw/halfclose")
+        assert client.response_head(stream_id)[b":status"] == b"200"
+        assert client.data(stream_id) == b""  # the backend's half-close: END_STREAM
+        # our side stays open; the tunnel's idle timeout ends it: RFC 8441 says CANCEL, and
+        # h2 must forget the stream, or the one stream this connection may have stays taken
+        reset = client.until(
+            lambda e: isinstance(e, h2.events.StreamReset) and e.stream_id == stream_id
+        )
+        assert isinstance(reset, h2.events.StreamReset)
+        assert reset.error_code == h2.errors.ErrorCodes.CANCEL
+        wait_in_flight(tight, 0, "raw")
+        get = client.get("/plain/after")
+        assert client.response_head(get)[b":status"] == b"200"
+    finally:
+        client.close()
+
+
+def test_window_credit_held_by_a_stalled_websocket_comes_back_when_it_ends(
+    tight: Evenflow,
+) -> None:
+    client = H2Client(tight.port)
+    try:
+        stream_id = websocket_connect(client, "/raw/noread")
+        assert client.response_head(stream_id)[b":status"] == b"200"
+        # the backend reads nothing: evenflow stops acknowledging, the client's windows run dry
+        client.sock.settimeout(1.0)
+        with pytest.raises(TimeoutError):
+            client.send(stream_id, b"x" * 8_000_000)
+        client.sock.settimeout(IO_TIMEOUT_S)
+        client.h2.reset_stream(stream_id, h2.errors.ErrorCodes.CANCEL)
+        client.sock.sendall(client.h2.data_to_send())
+        # what was never acknowledged is credited back: a 200 kB upload on the same
+        # connection (three times the stream window) goes through
+        post = client.request(
+            [(":method", "POST"), (":scheme", "http"), (":path", "/plain/up"), (":authority", "a")],
+            end_stream=False,
+        )
+        client.send(post, b"y" * 200_000)
+        client.h2.end_stream(post)
+        client.sock.sendall(client.h2.data_to_send())
+        assert client.response_head(post)[b":status"] == b"200"
+        wait_in_flight(tight, 0, "raw")
+    finally:
+        client.close()
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS")
+
+
+def test_a_websocket_opened_while_the_client_is_not_reading_holds_its_backend_back(
+    evenflow: Evenflow,
+) -> None:
+    """The client connection is write-paused (a download it does not read) when a WebSocket
+    whose backend floods opens on it, with no window for that stream: the backend must be
+    held back from the start, not read into evenflow's memory."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", evenflow.port))
+    sock.settimeout(IO_TIMEOUT_S)
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    conn.local_settings = h2.settings.Settings(
+        client=True, initial_values={h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 0}
+    )
+    conn.initiate_connection()
+    conn.increment_flow_control_window(2**30)
+    try:
+        sock.sendall(conn.data_to_send())
+        while not conn.remote_settings.get(h2.settings.SettingCodes.ENABLE_CONNECT_PROTOCOL):
+            conn.receive_data(sock.recv(65536))
+            sock.sendall(conn.data_to_send())
+        download = [(":method", "GET"), (":scheme", "http"), (":authority", "a")]
+        conn.send_headers(1, [*download, (":path", "/plain/dl?size=300000000")], end_stream=True)
+        conn.increment_flow_control_window(2**30, stream_id=1)
+        sock.sendall(conn.data_to_send())
+        time.sleep(2)  # evenflow fills the socket we do not read: it stops writing to us
+        before = rss_mib(evenflow.pid)
+        conn.send_headers(
+            3,
+            [
+                (":method", "CONNECT"),
+                (":protocol", "websocket"),
+                (":scheme", "http"),
+                (":path", "/raw/flood"),
+                (":authority", "a"),
+                ("sec-websocket-version", "13"),
+            ],
+        )
+        sock.sendall(conn.data_to_send())
+        time.sleep(4)  # unchecked, the 64 MiB would be in evenflow's memory by now
+        grown = rss_mib(evenflow.pid) - before
+        assert grown < 16, f"evenflow grew by {grown:.0f} MiB"
+    finally:
+        sock.close()
+    wait_in_flight(evenflow, 0, "raw")
+
+
+def test_headers_on_an_open_websocket_stream_reset_it(evenflow: Evenflow) -> None:
+    client = H2Client(evenflow.port)
+    try:
+        stream_id = websocket_connect(client)
+        assert client.response_head(stream_id)[b":status"] == b"200"
+        assert StreamWebSocket(client, stream_id).recv()[1].startswith(b"hello from ws")
+        # RFC 9113 §8.5: only DATA and stream management after the CONNECT's HEADERS
+        client.h2.send_headers(stream_id, [("x-trailer", "1")], end_stream=True)
+        client.sock.sendall(client.h2.data_to_send())
+        reset = client.until(
+            lambda e: isinstance(e, h2.events.StreamReset) and e.stream_id == stream_id
+        )
+        assert isinstance(reset, h2.events.StreamReset)
+        assert reset.error_code == h2.errors.ErrorCodes.PROTOCOL_ERROR
+        wait_in_flight(evenflow, 0)
+    finally:
+        client.close()
+
+
+def test_a_declined_websockets_bytes_never_reach_a_backend_as_a_request(
+    evenflow: Evenflow,
+) -> None:
+    client = H2Client(evenflow.port)
+    try:
+        stream_id = websocket_connect(client, "/raw/decline")
+        # sent before the answer, and shaped like a request: it is WebSocket data all the same
+        client.send(stream_id, b"GET /raw/smuggled HTTP/1.1\r\nhost: a\r\n\r\n")
+        assert client.response_head(stream_id)[b":status"] == b"403"
+        assert len(client.body(stream_id)) == 200000
+        listing = client.get("/raw/requests")
+        assert client.response_head(listing)[b":status"] == b"200"
+        seen = client.body(listing).decode().split("\n")
+        assert "/raw/decline" in seen and "/raw/smuggled" not in seen, seen
     finally:
         client.close()
 

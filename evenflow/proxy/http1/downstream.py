@@ -295,7 +295,7 @@ class DownstreamConnection(asyncio.Protocol):
         "current",
         "queue",
         "_paused",
-        "_write_paused",
+        "write_paused",
         "_discard",
         "_final_error",
         "_closed",
@@ -352,7 +352,7 @@ class DownstreamConnection(asyncio.Protocol):
         self.current: Exchange | None = None  # the exchange being answered
         self.queue: deque[Exchange] = deque()  # pipelined exchanges waiting their turn
         self._paused = 0
-        self._write_paused = False
+        self.write_paused = False
         self._discard = False  # input is ignored: the connection is being closed after an error
         self._final_error: ProxyError | None = None
         self._closed = False
@@ -467,12 +467,12 @@ class DownstreamConnection(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         # the client reads slower than the backend sends: slow the backend down
-        self._write_paused = True
+        self.write_paused = True
         if self.current is not None:
             self.current.pause_upstream()
 
     def resume_writing(self) -> None:
-        self._write_paused = False
+        self.write_paused = False
         if self.current is not None:
             self.current.resume_upstream()
 
@@ -778,7 +778,8 @@ class DownstreamConnection(asyncio.Protocol):
             # HTTP again (or nothing), parsed once this answer is out
             held, self._tunnel_bytes = self._tunnel_bytes, None
             self._resume(_PAUSE_HOLD)
-            if held and not exchange.close_after:
+            # (an HTTP/2 stream's are WebSocket frames: the stream carries no next request)
+            if held and not exchange.close_after and not self.is_stream:
                 self.loop.call_soon(self._replay, held)
         if self._closed:
             return

@@ -332,6 +332,8 @@ class Exchange:
         self.upstream = conn
         raw = self.raw_head
         down = self.down
+        if down.write_paused:
+            conn.pause_reading()  # the client stopped reading before this backend was ready
         route = self.route
         if raw is not None and route is not None and route.request_rewrite is None:
             # the client's head as sent, with evenflow's lines spliced in before the blank line

@@ -162,6 +162,8 @@ class ClientStream(asyncio.Transport):
         if tunnel is not None:
             if data:
                 tunnel.data_received(data)
+        elif self._websocket and self._status:
+            pass  # the backend declined the WebSocket: its bytes have nowhere to go
         elif down is not None and data:
             deferred = self._deferred
             if deferred is not None:
@@ -178,6 +180,11 @@ class ClientStream(asyncio.Transport):
 
     def on_trailers(self, headers: list[tuple[bytes, bytes]]) -> None:
         """Request trailers (always with END_STREAM): the last chunk carries them."""
+        if self._websocket:
+            # RFC 9113 §8.5: after the CONNECT's HEADERS, only DATA and stream management
+            self.conn.on_malformed(self.stream_id, "HEADERS on a WebSocket stream")
+            self.reset(ErrorCodes.PROTOCOL_ERROR)
+            return
         try:
             trailers = trailer_lines(headers)
         except Malformed as exc:
@@ -233,7 +240,9 @@ class ClientStream(asyncio.Transport):
         sid = self.stream_id
         try:
             if self._reset_code is not None:
-                if not self._end_sent:
+                if not self._end_sent or not self._request_ended:
+                    # also after our END_STREAM while the client's side is open (a WebSocket
+                    # the backend half-closed): h2 keeps counting the stream until it ends
                     h2.reset_stream(sid, self._reset_code)
                 self.finish()
                 return
@@ -302,6 +311,12 @@ class ClientStream(asyncio.Transport):
         self._parser = None
         self._out.clear()
         self._out_bytes = 0
+        unacked, self._unacked = self._unacked, 0
+        if unacked and not self.conn.closed:
+            # DATA read while paused was never acknowledged: the connection's window gets it
+            # back, or every stream ended this way would shrink it for good
+            self.conn.acknowledge(unacked, self.stream_id)
+            self.conn.want_flush(None)
         tunnel, self._tunnel = self._tunnel, None
         if tunnel is not None:
             tunnel.connection_lost(None)  # ends the relay, and the exchange with it
@@ -369,7 +384,8 @@ class ClientStream(asyncio.Transport):
 
     def abort(self) -> None:
         self._closing = True
-        self.reset(ErrorCodes.INTERNAL_ERROR)
+        # RFC 8441 §5: a WebSocket cut off (the TCP reset of RFC 6455) is RST_STREAM CANCEL
+        self.reset(ErrorCodes.CANCEL if self._upgraded else ErrorCodes.INTERNAL_ERROR)
 
     def is_closing(self) -> bool:
         return self._closing or self._finished or self.conn.closed
@@ -384,6 +400,8 @@ class ClientStream(asyncio.Transport):
             raise NotImplementedError("an HTTP/2 stream carries one HTTP/1.1 exchange")
         assert isinstance(protocol, asyncio.Protocol)
         self._tunnel = protocol
+        if self._write_paused:
+            protocol.pause_writing()  # the client is not reading: neither does the backend
         if self._request_ended:
             self.conn.loop.call_soon(self._late_eof)  # the client had half-closed already
 
