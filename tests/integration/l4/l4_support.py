@@ -249,9 +249,13 @@ def proxy_header_reader(conn: Accepted) -> ProxyResult:
 
 def connect(port: int, source_ip: str = "127.0.0.1") -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.settimeout(IO_TIMEOUT_S)
-    sock.bind((source_ip, 0))
-    sock.connect(("127.0.0.1", port))
+    try:
+        sock.settimeout(IO_TIMEOUT_S)
+        sock.bind((source_ip, 0))
+        sock.connect(("127.0.0.1", port))
+    except BaseException:
+        sock.close()  # or a later test's garbage collection reports it as a leak
+        raise
     return sock
 
 
