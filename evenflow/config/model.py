@@ -127,6 +127,13 @@ class ListenerTimeouts(Model):
         description="Longest pause between two pieces of a request body the client is sending; "
         "after it the request is aborted (408 if no response started). Default 60s.",
     )
+    send: Duration = Field(
+        60.0,
+        description="Longest time a client may leave the response unread (evenflow's buffer "
+        "to it full, nothing drained); after it the response is cut off, the client connection "
+        "closed and the backend freed, so a client that stops reading cannot hold a backend "
+        "(nginx's send_timeout). Default 60s.",
+    )
 
 
 class ListenerLimits(Model):

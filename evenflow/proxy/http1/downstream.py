@@ -290,6 +290,8 @@ class DownstreamConnection(asyncio.Protocol):
         "header_timeout_s",
         "idle_timeout_s",
         "body_timeout_s",
+        "send_timeout_s",
+        "_drained",
         "closing",
         "is_stream",
         "current",
@@ -352,7 +354,8 @@ class DownstreamConnection(asyncio.Protocol):
         self.current: Exchange | None = None  # the exchange being answered
         self.queue: deque[Exchange] = deque()  # pipelined exchanges waiting their turn
         self._paused = 0
-        self.write_paused = False
+        self.write_paused = False  # the client reads slower than evenflow writes
+        self._drained = 0  # times its buffer drained after filling (the send timeout's progress)
         self._discard = False  # input is ignored: the connection is being closed after an error
         self._final_error: ProxyError | None = None
         self._closed = False
@@ -416,9 +419,15 @@ class DownstreamConnection(asyncio.Protocol):
         self.header_timeout_s = listener.timeouts.header
         self.idle_timeout_s = listener.timeouts.idle
         self.body_timeout_s = listener.timeouts.body
+        self.send_timeout_s = listener.timeouts.send
         self.watchdog = Watchdog(
             self.loop,
-            min(self.header_timeout_s, self.idle_timeout_s, self.body_timeout_s),
+            min(
+                self.header_timeout_s,
+                self.idle_timeout_s,
+                self.body_timeout_s,
+                self.send_timeout_s,
+            ),
             self._check_timeouts,
         )
         if self.is_stream:
@@ -473,6 +482,7 @@ class DownstreamConnection(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self.write_paused = False
+        self._drained += 1
         if self.current is not None:
             self.current.resume_upstream()
 
@@ -956,6 +966,9 @@ class DownstreamConnection(asyncio.Protocol):
         elif self.current is None:
             seen = ("idle", self._begun)
             limit = self.idle_timeout_s
+        elif self.write_paused:
+            seen = ("sending", self._drained)  # the client is not reading its response
+            limit = self.send_timeout_s
         else:
             seen = ("answering", self._begun)  # the backend side owns this wait
             limit = 0.0
@@ -966,13 +979,26 @@ class DownstreamConnection(asyncio.Protocol):
         self._quiet_periods += 1
         if self._quiet_periods < periods(limit, self.watchdog.period_s if self.watchdog else 1):
             return True
-        if seen[0] == "idle" or (seen[0] == "head" and self._bytes_in == 0):
+        if seen[0] == "sending":
+            self._cut_unread()
+        elif seen[0] == "idle" or (seen[0] == "head" and self._bytes_in == 0):
             self._close()  # an idle keep-alive connection, or one that never sent a byte
         elif seen[0] == "head":
             self._on_bad_input(RequestTimeout("request head not received in time"))
         else:
             self._on_bad_input(RequestTimeout("request body stalled"))
         return False
+
+    def _cut_unread(self) -> None:
+        """The send timeout: the client left its response unread too long. The response is
+        cut off (its backend connection cannot be reused) and the connection reset."""
+        exchange = self.current
+        if exchange is None:
+            return
+        detail = f"client did not read the response for {self.send_timeout_s:g}s"
+        exchange.add_failure(detail)
+        exchange.cancel()  # frees the backend (and its connection) now
+        self.abort_after(exchange, RequestTimeout(detail))
 
     def _close(self) -> None:
         """Close after what was written is flushed; drain unread input briefly (no RST)."""

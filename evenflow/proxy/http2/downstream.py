@@ -144,7 +144,9 @@ class H2Connection(asyncio.Protocol):
         self.idle_timeout_s = timeouts.idle
         # the same period as the streams' DownstreamConnections, whose checks it runs
         self.watchdog = Watchdog(
-            self.loop, min(timeouts.header, timeouts.idle, timeouts.body), self._check_timeouts
+            self.loop,
+            min(timeouts.header, timeouts.idle, timeouts.body, timeouts.send),
+            self._check_timeouts,
         )
         self.closed = False
         self.write_paused = False  # the socket's buffer is full

@@ -38,6 +38,26 @@ async def test_a_stalled_body_is_answered_408_on_its_stream(
         assert (await client.request("/after")).headers[b":status"] == b"200"
 
 
+async def test_a_stream_whose_client_gives_no_window_is_reset_at_the_send_timeout(
+    backends: StartBackends, proxy: StartProxy
+) -> None:
+    (a,) = await backends("a")
+    p = await proxy(config({"a": {"backends": [a.address]}}, pool="a", timeouts={"send": "1s"}))
+    (backend,) = p.server.controller.backends["a"]
+    async with raw_h2(p.port, window=65535) as client:
+        # a download whose window the client never opens again: without a send timeout the
+        # stream, and the backend connection behind it, would wait as long as the client likes
+        sid = client.start("/file?size=8388608")
+        await client.receive(lambda: client.conn.inbound_flow_control_window == 0, timeout=5)
+        started = asyncio.get_running_loop().time()
+        await client.receive(lambda: client.done(sid), timeout=5)
+        elapsed = asyncio.get_running_loop().time() - started
+        assert client.answer(sid).reset is not None and 0.5 <= elapsed <= 4.0
+        assert backend.in_flight == 0
+        client.acknowledge()  # the connection itself is fine
+        assert (await client.request("/after")).headers[b":status"] == b"200"
+
+
 async def test_a_get_whose_end_never_comes_is_reset_at_the_header_timeout(
     backends: StartBackends, proxy: StartProxy
 ) -> None:

@@ -99,6 +99,36 @@ async def test_idle_keep_alive_connection_is_closed(
         assert 0.35 <= timer.elapsed <= 1.5, f"closed after {timer.elapsed:.2f}s, idle is 400ms"
 
 
+async def test_a_client_that_stops_reading_is_cut_off_after_the_send_timeout(
+    backends: StartBackends, proxy: StartProxy
+) -> None:
+    (a,) = await backends("a")
+    p = await proxy(config({"p": {"backends": [a.address]}}, pool="p", timeouts={"send": "500ms"}))
+    [backend] = p.server.controller.backends["p"]
+    loop = asyncio.get_running_loop()
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    try:
+        await loop.sock_connect(sock, (p.host, p.port))
+        # a 100 MB download the client never reads: evenflow's buffer to it fills, the backend
+        # is paused; without a send timeout both would be held for as long as the client likes
+        await loop.sock_sendall(sock, b"GET /big?size=100000000 HTTP/1.1\r\nHost: t\r\n\r\n")
+        await asyncio.sleep(0.3)
+        assert backend.in_flight == 1
+        timer = Timer()
+        while backend.in_flight:
+            assert timer.elapsed < 5, "the backend is still held by a client that reads nothing"
+            await asyncio.sleep(0.05)
+        assert timer.elapsed >= 0.15, f"cut after {timer.elapsed:.2f}s, the timeout is 500ms"
+    finally:
+        sock.close()
+    await asyncio.sleep(0.4)  # the access log is flushed a few times a second
+    [line] = p.log_lines()
+    assert line["status"] == 200 and line["bytes_out"] < 100_000_000
+    assert any("did not read the response" in failure for failure in line["failures"]), line
+
+
 # --- backend failures -------------------------------------------------------------------------
 
 
