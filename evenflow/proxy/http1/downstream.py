@@ -881,6 +881,9 @@ class DownstreamConnection(asyncio.Protocol):
             return None
         if self.watchdog is not None:
             self.watchdog.stop()
+        # the tunnel has its own backpressure and idle timeout: no send timeout from here (an
+        # HTTP/2 stream's checks still run, from its connection's watchdog)
+        self.write_paused = False
         held, self._tunnel_bytes = self._tunnel_bytes or [], None
         tunnel = Tunnel(
             transport,
