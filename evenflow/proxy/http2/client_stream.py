@@ -88,6 +88,9 @@ class ClientStream(asyncio.Transport):
         "_high",
         "_low",
         "_write_paused",
+        "_sent",
+        "_sent_checked",
+        "_stalled_periods",
         # ending
         "_closing",
         "_reset_code",
@@ -128,6 +131,9 @@ class ClientStream(asyncio.Transport):
         self._high = _HIGH_WATER_BYTES
         self._low = _LOW_WATER_BYTES
         self._write_paused = 0  # _HELD | _SOCKET
+        self._sent = 0  # body bytes sent as DATA (the send timeout's progress)
+        self._sent_checked = 0  # ..as the previous watchdog period saw it
+        self._stalled_periods = 0  # periods with output waiting and none of it sent
         self._closing = False
         self._reset_code: int | None = None  # set: reset the stream with this at the next push
         self._finished = False
@@ -228,6 +234,19 @@ class ClientStream(asyncio.Transport):
         self._reset_code = None
         self.finish()
 
+    def check_send_timeout(self, limit_periods: int) -> None:
+        """The connection's watchdog, once a period: a stream whose output has waited for the
+        client's window (or socket) for the listener's send timeout is reset, even once its
+        exchange is over, so a client cannot hold streams and their buffers by not reading."""
+        if not self._out_bytes or self._sent != self._sent_checked:
+            self._sent_checked = self._sent
+            self._stalled_periods = 0
+            return
+        self._stalled_periods += 1
+        if self._stalled_periods >= limit_periods:
+            log.debug("stream %d of %s: response left unread", self.stream_id, self.conn.client_ip)
+            self.reset(ErrorCodes.CANCEL)
+
     def set_socket_paused(self, paused: bool) -> None:
         self._set_write_paused(_SOCKET, paused)
 
@@ -302,6 +321,7 @@ class ClientStream(asyncio.Transport):
             self._end_sent = last
             window -= size
             self._out_bytes -= size
+            self._sent += size
 
     def finish(self) -> None:
         """The stream is over: release its DownstreamConnection (and through it the backend)."""

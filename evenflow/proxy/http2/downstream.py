@@ -86,6 +86,7 @@ class H2Connection(asyncio.Protocol):
         "watchdog",
         "header_timeout_s",
         "idle_timeout_s",
+        "send_periods",
         "closed",
         "write_paused",
         "_settings",
@@ -148,6 +149,8 @@ class H2Connection(asyncio.Protocol):
             min(timeouts.header, timeouts.idle, timeouts.body, timeouts.send),
             self._check_timeouts,
         )
+        # watchdog periods a stream may wait, its output unsent, for a client giving no window
+        self.send_periods = periods(timeouts.send, self.watchdog.period_s)
         self.closed = False
         self.write_paused = False  # the socket's buffer is full
         self._closing = False  # graceful: GOAWAY sent, close once the streams are done
@@ -457,6 +460,7 @@ class H2Connection(asyncio.Protocol):
             down = stream.down
             if down is not None:
                 down.check_timeouts()  # the stream's request head and body timeouts
+            stream.check_send_timeout(self.send_periods)
         if self.streams or self._bytes_in != self._last_check:
             self._last_check = self._bytes_in
             self._quiet_periods = 0

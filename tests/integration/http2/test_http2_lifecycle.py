@@ -58,6 +58,26 @@ async def test_a_stream_whose_client_gives_no_window_is_reset_at_the_send_timeou
         assert (await client.request("/after")).headers[b":status"] == b"200"
 
 
+async def test_a_finished_response_the_client_never_takes_is_reset_at_the_send_timeout(
+    backends: StartBackends, proxy: StartProxy
+) -> None:
+    (a,) = await backends("a")
+    p = await proxy(config({"a": {"backends": [a.address]}}, pool="a", timeouts={"send": "1s"}))
+    async with raw_h2(p.port, window=65535) as client:
+        # 100 kB: the backend is done and its exchange over, 35 kB wait for window that never
+        # comes; the stream (and its buffer) must not live as long as the connection
+        sid = client.start("/file?size=100000")
+        await client.receive(lambda: client.conn.inbound_flow_control_window == 0, timeout=5)
+        started = asyncio.get_running_loop().time()
+        await client.receive(lambda: client.done(sid), timeout=5)
+        elapsed = asyncio.get_running_loop().time() - started
+        answer = client.answer(sid)
+        assert answer.reset == ErrorCodes.CANCEL and len(answer.body) == 65535
+        assert 0.5 <= elapsed <= 4.0
+        (conn,) = p.ctx.connections
+        assert not conn.streams  # type: ignore[attr-defined]
+
+
 async def test_a_get_whose_end_never_comes_is_reset_at_the_header_timeout(
     backends: StartBackends, proxy: StartProxy
 ) -> None:
