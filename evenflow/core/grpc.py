@@ -37,6 +37,15 @@ def parse_timeout(value: bytes) -> float | None:
     return int(digits) * scale
 
 
+def format_timeout(seconds: float) -> bytes:
+    """A `grpc-timeout` value for `seconds` (at most 8 digits): milliseconds while they fit,
+    rounded up so that a deadline never looks earlier than it is; seconds past that."""
+    millis = -(-seconds * 1000 // 1)
+    if millis < 100_000_000:
+        return b"%dm" % max(millis, 1)
+    return b"%dS" % min(-(-seconds // 1), 99_999_999)
+
+
 def frame(message: bytes) -> bytes:
     """One uncompressed Length-Prefixed-Message: flag 0, 4-byte big-endian length, message."""
     return b"\x00" + len(message).to_bytes(4, "big") + message

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -204,12 +205,9 @@ class StreamTransport(asyncio.Transport):
         )
         for name, value in self._fields:
             if name == b"grpc-timeout":
-                # the call's deadline caps how long its backend may take to answer
                 timeout_s = grpc.parse_timeout(value)
                 if timeout_s is not None:
-                    self._deadline = session.loop.call_later(
-                        timeout_s, self._on_deadline, value.decode("latin-1")
-                    )
+                    self._start_deadline(timeout_s, value)
                 break
 
     def on_body(self, body: bytes) -> None:
@@ -421,6 +419,24 @@ class StreamTransport(asyncio.Transport):
             self._deadline = None
         self._hold_paused = False
         self.update_write_pause()
+
+    def _start_deadline(self, timeout_s: float, value: bytes) -> None:
+        """The call's deadline caps how long its backend may take to answer. What the client
+        already waited (a retry, a slow connect) is taken off, here and in the grpc-timeout
+        the backend sees, as gRPC asks of every hop."""
+        exchange = getattr(self.protocol, "exchange", None)
+        started_at: float | None = getattr(exchange, "started_at", None)
+        if started_at is not None:
+            timeout_s -= time.perf_counter() - started_at
+            head = self._head
+            if head is not None:
+                remaining = grpc.format_timeout(max(timeout_s, 0.0))
+                self._head = [
+                    (name, remaining if name == b"grpc-timeout" else field) for name, field in head
+                ]
+        self._deadline = self.session.loop.call_later(
+            max(timeout_s, 0.0), self._on_deadline, value.decode("latin-1")
+        )
 
     def _on_deadline(self, value: str) -> None:
         self._deadline = None

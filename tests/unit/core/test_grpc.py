@@ -72,3 +72,21 @@ def test_unframe_refuses_cut_or_compressed_bodies(data: bytes, why: str) -> None
 )
 def test_status_for_http_follows_the_mapping(status: int, code: int) -> None:
     assert grpc.status_for_http(status) == code
+
+
+@pytest.mark.parametrize(
+    ("seconds", "value"),
+    [
+        (0.25, b"250m"),
+        (0.0004, b"1m"),  # rounded up: a deadline never looks earlier than it is
+        (0.0, b"1m"),  # and never zero
+        (1.5, b"1500m"),
+        (99_999.9, b"99999900m"),
+        (200_000.0, b"200000S"),  # past 8 digits of milliseconds: seconds
+        (1e12, b"99999999S"),
+    ],
+)
+def test_format_timeout(seconds: float, value: bytes) -> None:
+    assert grpc.format_timeout(seconds) == value
+    parsed = grpc.parse_timeout(value)
+    assert parsed is not None and parsed >= min(seconds, 99_999_999)

@@ -10,6 +10,7 @@ and call_soon are recorded by a manual loop: no time passes, nothing sleeps.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Iterator
 from typing import Any, cast
 
@@ -635,6 +636,43 @@ def test_grpc_timeout_fails_a_call_without_an_answer_and_resets_its_stream(
     assert error.grpc_status == 4 and error.status == 504
     (reset,) = of(backend.exchange(), h2.events.StreamReset)
     assert reset.error_code == h2.errors.ErrorCodes.CANCEL
+
+
+class _Started:
+    """What the stream reads of the exchange it carries: when the client's request began."""
+
+    def __init__(self, waited_s: float) -> None:
+        self.started_at = time.perf_counter() - waited_s
+
+
+def test_grpc_timeout_is_what_is_left_of_the_clients_deadline(loop: ManualLoop) -> None:
+    # the client has waited 100 ms already (a retry after a failed attempt, a slow connect):
+    # the backend is told, and evenflow enforces, what is left of its 250 ms
+    backend = Backend(loop)
+    virtual, protocol = backend.open()
+    backend.open()
+    protocol.exchange = _Started(0.1)  # type: ignore[attr-defined]
+    virtual.writelines([GRPC_CALL])
+    (request,) = of(backend.exchange(), h2.events.RequestReceived)
+    value = dict(request.headers)[b"grpc-timeout"]
+    assert value.endswith(b"m") and 100 <= int(value[:-1]) <= 150, value
+    (timer,) = loop.timers
+    assert 0.1 <= timer.delay <= 0.15
+
+
+def test_a_grpc_deadline_already_past_fails_at_once(loop: ManualLoop) -> None:
+    backend = Backend(loop)
+    virtual, protocol = backend.open()
+    backend.open()
+    protocol.exchange = _Started(0.3)  # type: ignore[attr-defined]
+    virtual.writelines([GRPC_CALL])
+    (request,) = of(backend.exchange(), h2.events.RequestReceived)
+    assert dict(request.headers)[b"grpc-timeout"] == b"1m"  # never zero: gRPC has no "0"
+    (timer,) = loop.timers
+    assert timer.delay == 0.0
+    timer.fire()
+    (error,) = protocol.failed
+    assert isinstance(error, DeadlineExceeded)
 
 
 def test_grpc_timeout_after_the_answer_began_ends_it_with_deadline_exceeded(
