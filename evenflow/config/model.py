@@ -114,25 +114,30 @@ def check_header_value(name: str, value: str) -> str:
 class ListenerTimeouts(Model):
     header: Duration = Field(
         10.0,
+        gt=0,
         description="Longest time a client may take to send a request's headers, counted from "
         "its first byte (slowloris protection); 408 after it. Default 10s.",
     )
     idle: Duration = Field(
         60.0,
+        gt=0,
         description="How long a keep-alive client connection may sit idle between requests "
         "before evenflow closes it. Default 60s.",
     )
     body: Duration = Field(
         60.0,
+        gt=0,
         description="Longest pause between two pieces of a request body the client is sending; "
         "after it the request is aborted (408 if no response started). Default 60s.",
     )
     send: Duration = Field(
         60.0,
-        description="Longest time a client may leave the response unread (evenflow's buffer "
-        "to it full, nothing drained); after it the response is cut off, the client connection "
-        "closed and the backend freed, so a client that stops reading cannot hold a backend "
-        "(nginx's send_timeout). Default 60s.",
+        gt=0,
+        description="Longest time a client may leave its response unread: evenflow's buffer "
+        "to it full and no write accepted by its socket (which takes more only once about a "
+        "third of its buffer is free, so a very slow reader counts as reading that often, as "
+        "with nginx's send_timeout). After it the response is cut off with a reset, the backend "
+        "freed, and an HTTP/2 stream reset with CANCEL. Default 60s.",
     )
 
 

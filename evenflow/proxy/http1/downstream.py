@@ -9,8 +9,11 @@ pipelined requests (reading pauses while one waits), body bytes held before a ba
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
+import socket
+import struct
 import time
 from collections import deque
 from typing import TYPE_CHECKING, Protocol, cast
@@ -263,6 +266,7 @@ _METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "OPT
 _NO_BODY_METHODS = frozenset(("GET", "HEAD"))
 _TUNNEL_HOLD_BYTES = 64 * 1024  # client bytes held while a WebSocket handshake is answered
 _LINGER_S = 2.0  # after an error, how long unread client bytes are drained before closing
+_LINGER_RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends a reset
 
 
 class DownstreamConnection(asyncio.Protocol):
@@ -291,7 +295,6 @@ class DownstreamConnection(asyncio.Protocol):
         "idle_timeout_s",
         "body_timeout_s",
         "send_timeout_s",
-        "_drained",
         "closing",
         "is_stream",
         "current",
@@ -355,7 +358,6 @@ class DownstreamConnection(asyncio.Protocol):
         self.queue: deque[Exchange] = deque()  # pipelined exchanges waiting their turn
         self._paused = 0
         self.write_paused = False  # the client reads slower than evenflow writes
-        self._drained = 0  # times its buffer drained after filling (the send timeout's progress)
         self._discard = False  # input is ignored: the connection is being closed after an error
         self._final_error: ProxyError | None = None
         self._closed = False
@@ -482,7 +484,6 @@ class DownstreamConnection(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self.write_paused = False
-        self._drained += 1
         if self.current is not None:
             self.current.resume_upstream()
 
@@ -954,9 +955,22 @@ class DownstreamConnection(asyncio.Protocol):
 
     def _check_timeouts(self) -> bool:
         """The watchdog's check (see proxy/watchdog.py). Returns False once closed."""
-        if self._closed or self._discard:
+        if self._closed:
             return False
-        if self._in_head or (self._begun == 0 and not self._in_message):
+        transport = self.transport
+        if (
+            not self.is_stream
+            and transport is not None
+            and (self.write_paused or (self._discard and transport.get_write_buffer_size()))
+        ):
+            # the client is not reading: its response, in progress or finished and waiting to
+            # be flushed before a close, is cut once nothing drained for the send timeout (a
+            # stream's is its HTTP/2 connection's business: ClientStream.check_send_timeout)
+            seen: tuple[str, int] = ("sending", transport.get_write_buffer_size())
+            limit = self.send_timeout_s
+        elif self._discard:
+            return False
+        elif self._in_head or (self._begun == 0 and not self._in_message):
             # a head is counted from its first byte (or the connection's start); bytes that
             # trickle in do not reset it: that is the slowloris attack
             seen = ("head", self._begun)
@@ -969,9 +983,6 @@ class DownstreamConnection(asyncio.Protocol):
         elif self.current is None:
             seen = ("idle", self._begun)
             limit = self.idle_timeout_s
-        elif self.write_paused:
-            seen = ("sending", self._drained)  # the client is not reading its response
-            limit = self.send_timeout_s
         else:
             seen = ("answering", self._begun)  # the backend side owns this wait
             limit = 0.0
@@ -996,19 +1007,31 @@ class DownstreamConnection(asyncio.Protocol):
         """The send timeout: the client left its response unread too long. The response is
         cut off (its backend connection cannot be reused) and the connection reset."""
         exchange = self.current
-        if exchange is None:
+        if exchange is not None:
+            exchange.add_failure(f"client did not read the response for {self.send_timeout_s:g}s")
+            exchange.cancel()  # frees the backend (and its connection) now
+            exchange.close_after = True
+            self.current = None
+            self._log(exchange)
+        transport = self.transport
+        if transport is None:
             return
-        detail = f"client did not read the response for {self.send_timeout_s:g}s"
-        exchange.add_failure(detail)
-        exchange.cancel()  # frees the backend (and its connection) now
-        self.abort_after(exchange, RequestTimeout(detail))
+        # a reset, not a FIN after what is queued: a response delimited by the close (HTTP/1.0)
+        # must not look complete to the client
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
+        transport.abort()
 
     def _close(self) -> None:
         """Close after what was written is flushed; drain unread input briefly (no RST)."""
         self._discard = True
-        if self.watchdog is not None:
-            self.watchdog.stop()
         transport = self.transport
+        if self.watchdog is not None and (
+            transport is None or self.is_stream or not transport.get_write_buffer_size()
+        ):
+            self.watchdog.stop()  # (with output unsent it runs on: the send timeout)
         if transport is None or transport.is_closing() or self._write_closed:
             return
         self._write_closed = True

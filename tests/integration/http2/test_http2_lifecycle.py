@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from h2.errors import ErrorCodes
+from h2.events import DataReceived, StreamReset
 from h2_support import Proxy, config, raw_h2
 
 from evenflow.demo.backend import DemoBackend
@@ -76,6 +77,33 @@ async def test_a_finished_response_the_client_never_takes_is_reset_at_the_send_t
         assert 0.5 <= elapsed <= 4.0
         (conn,) = p.ctx.connections
         assert not conn.streams  # type: ignore[attr-defined]
+
+
+async def test_a_client_opening_its_window_in_small_steps_is_not_cut_off(
+    backends: StartBackends, proxy: StartProxy
+) -> None:
+    (a,) = await backends("a")
+    p = await proxy(config({"a": {"backends": [a.address]}}, pool="a", timeouts={"send": "1s"}))
+    async with raw_h2(p.port, window=65535) as client:
+        sid = client.start("/file?size=8388608")
+        loop = asyncio.get_running_loop()
+        acked = 0
+        end = loop.time() + 4.0
+        while loop.time() < end:
+            # 4 KiB of window every 200 ms: about 20 kB/s, slow but never stopped
+            await client.receive(lambda: False, timeout=0.2)
+            received = sum(
+                e.flow_controlled_length
+                for e in client.events
+                if isinstance(e, DataReceived) and e.stream_id == sid
+            )
+            step = min(4096, received - acked)
+            if step:
+                client.conn.acknowledge_received_data(step, sid)
+                client.flush()
+                acked += step
+        assert not [e for e in client.events if isinstance(e, StreamReset)]
+        assert acked > 65535  # it kept flowing
 
 
 async def test_a_get_whose_end_never_comes_is_reset_at_the_header_timeout(

@@ -10,6 +10,7 @@ import time
 import httpx
 import pytest
 from proxy_support import (
+    Proxy,
     RawClient,
     Response,
     StartBackends,
@@ -127,6 +128,81 @@ async def test_a_client_that_stops_reading_is_cut_off_after_the_send_timeout(
     [line] = p.log_lines()
     assert line["status"] == 200 and line["bytes_out"] < 100_000_000
     assert any("did not read the response" in failure for failure in line["failures"]), line
+
+
+async def _never_reading(p: Proxy, request: bytes) -> socket.socket:
+    """A client connection that sends `request` and reads nothing (a tiny receive buffer)."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, (p.host, p.port))
+    await asyncio.get_running_loop().sock_sendall(sock, request)
+    return sock
+
+
+@pytest.mark.parametrize(
+    "after",
+    [b"\x00BAD\r\n\r\n", b"GET /next HTTP/1.1\r\nHost: t\r\n"],
+    ids=["a-malformed-request", "half-a-request"],
+)
+async def test_a_pipelined_request_does_not_shield_a_client_from_the_send_timeout(
+    backends: StartBackends, proxy: StartProxy, after: bytes
+) -> None:
+    (a,) = await backends("a")
+    timeouts = {"send": "500ms", "header": "500ms"}
+    p = await proxy(config({"p": {"backends": [a.address]}}, pool="p", timeouts=timeouts))
+    [backend] = p.server.controller.backends["p"]
+    sock = await _never_reading(p, b"GET /big?size=100000000 HTTP/1.1\r\nHost: t\r\n\r\n" + after)
+    try:
+        timer = Timer()
+        while not backend.in_flight:  # the download has begun
+            assert timer.elapsed < 2, "the request never reached the backend"
+            await asyncio.sleep(0.02)
+        while backend.in_flight:
+            assert timer.elapsed < 5, "the backend is still held by a client that reads nothing"
+            await asyncio.sleep(0.05)
+    finally:
+        sock.close()
+
+
+@pytest.mark.parametrize("close", [True, False], ids=["connection-close", "keep-alive"])
+async def test_a_finished_response_never_read_does_not_hold_the_connection(
+    backends: StartBackends, proxy: StartProxy, close: bool
+) -> None:
+    (a,) = await backends("a")
+    timeouts = {"send": "500ms", "idle": "500ms"}
+    p = await proxy(config({"p": {"backends": [a.address]}}, pool="p", timeouts=timeouts))
+    ctx = p.server.listening["web"].ctx
+    extra = b"Connection: close\r\n" if close else b""
+    # under what the kernel buffers on loopback: the backend finishes, the exchange ends,
+    # and what is left waits in evenflow's buffer for a client that never reads it
+    sock = await _never_reading(p, b"GET /big?size=2900000 HTTP/1.1\r\nHost: t\r\n%s\r\n" % extra)
+    try:
+        timer = Timer()
+        await asyncio.sleep(0.3)
+        while ctx.connections:
+            assert timer.elapsed < 5, "the connection outlives its client by far"
+            await asyncio.sleep(0.05)
+    finally:
+        sock.close()
+
+
+async def test_a_response_cut_for_not_reading_ends_with_a_reset_not_a_clean_end(
+    backends: StartBackends, proxy: StartProxy
+) -> None:
+    # HTTP/1.0 and a chunked backend: the body is delimited by the close, so a FIN after
+    # the queued bytes would make a cut response look complete
+    (a,) = await backends("a")
+    p = await proxy(config({"p": {"backends": [a.address]}}, pool="p", timeouts={"send": "500ms"}))
+    loop = asyncio.get_running_loop()
+    sock = await _never_reading(p, b"GET /big?size=20000000&chunked=1 HTTP/1.0\r\nHost: t\r\n\r\n")
+    try:
+        await asyncio.sleep(2.0)  # past the send timeout
+        with pytest.raises(ConnectionResetError):
+            while await asyncio.wait_for(loop.sock_recv(sock, 1 << 20), 5):
+                pass
+    finally:
+        sock.close()
 
 
 # --- backend failures -------------------------------------------------------------------------
