@@ -3,13 +3,15 @@
 Re-arming a timer per request and per read costs a call and a clock read each time. Instead each
 connection gets one repeating check that compares what changed since the previous check (bytes
 read, requests begun) with the state it is in. A timeout of T therefore fires between T and
-T plus one period after the last progress; the period is the connection's shortest timeout, so
-at worst a timeout acts at twice its value, and the data path pays nothing for it.
+T plus one period after the last progress when T is a whole number of periods (never before T,
+and at most two periods after it otherwise); the period is the connection's shortest timeout,
+and the data path pays nothing for it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Callable
 
 
@@ -40,5 +42,6 @@ class Watchdog:
 
 
 def periods(timeout_s: float, period_s: float) -> int:
-    """How many whole check periods make up `timeout_s` (at least one)."""
-    return max(1, round(timeout_s / period_s))
+    """How many whole check periods cover `timeout_s` (at least one): rounded up, so that a
+    timeout never acts before its value (4 s checked every 3 s is two periods, not one)."""
+    return max(1, math.ceil(timeout_s / period_s - 1e-9))
