@@ -162,8 +162,10 @@ async def test_deadline_after_the_answer_began_ends_it_with_deadline_exceeded(
                 break
             await asyncio.sleep(0.01)
         assert backend.resets == [1]
+        # the connection is still usable; with 1 ms, evenflow may well see the deadline pass
+        # before the head arrives (a trailers-only answer) rather than after (trailers)
         reply = await client.call("/users.v1.Users/Get", b"bob", headers={"grpc-timeout": "1m"})
-        assert reply.trailers["grpc-status"] == "4"
+        assert reply.grpc_status == "4", reply
 
 
 async def test_deadline_also_ends_a_slow_grpcio_call(

@@ -100,21 +100,26 @@ async def test_idle_keep_alive_connection_is_closed(
         assert 0.35 <= timer.elapsed <= 1.5, f"closed after {timer.elapsed:.2f}s, idle is 400ms"
 
 
+async def _never_reading(p: Proxy, request: bytes) -> socket.socket:
+    """A client connection that sends `request` and reads nothing (a tiny receive buffer)."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, (p.host, p.port))
+    await asyncio.get_running_loop().sock_sendall(sock, request)
+    return sock
+
+
 async def test_a_client_that_stops_reading_is_cut_off_after_the_send_timeout(
     backends: StartBackends, proxy: StartProxy
 ) -> None:
     (a,) = await backends("a")
     p = await proxy(config({"p": {"backends": [a.address]}}, pool="p", timeouts={"send": "500ms"}))
     [backend] = p.server.controller.backends["p"]
-    loop = asyncio.get_running_loop()
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.setblocking(False)
+    # a 100 MB download the client never reads: evenflow's buffer to it fills, the backend is
+    # paused; without a send timeout both would be held for as long as the client likes
+    sock = await _never_reading(p, b"GET /big?size=100000000 HTTP/1.1\r\nHost: t\r\n\r\n")
     try:
-        await loop.sock_connect(sock, (p.host, p.port))
-        # a 100 MB download the client never reads: evenflow's buffer to it fills, the backend
-        # is paused; without a send timeout both would be held for as long as the client likes
-        await loop.sock_sendall(sock, b"GET /big?size=100000000 HTTP/1.1\r\nHost: t\r\n\r\n")
         await asyncio.sleep(0.3)
         assert backend.in_flight == 1
         timer = Timer()
@@ -128,16 +133,6 @@ async def test_a_client_that_stops_reading_is_cut_off_after_the_send_timeout(
     [line] = p.log_lines()
     assert line["status"] == 200 and line["bytes_out"] < 100_000_000
     assert any("did not read the response" in failure for failure in line["failures"]), line
-
-
-async def _never_reading(p: Proxy, request: bytes) -> socket.socket:
-    """A client connection that sends `request` and reads nothing (a tiny receive buffer)."""
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.setblocking(False)
-    await asyncio.get_running_loop().sock_connect(sock, (p.host, p.port))
-    await asyncio.get_running_loop().sock_sendall(sock, request)
-    return sock
 
 
 @pytest.mark.parametrize(
