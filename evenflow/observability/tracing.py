@@ -35,10 +35,6 @@ def new_trace() -> tuple[bytes, bytes]:
     return trace_id, b"00-%s-%016x-01" % (trace_id, getrandbits(64) or 1)
 
 
-def new_trace_id() -> bytes:
-    return b"%032x" % (getrandbits(128) or 1)
-
-
 def new_span_id() -> bytes:
     return b"%016x" % (getrandbits(64) or 1)
 

@@ -11,7 +11,6 @@ from evenflow.observability import tracing
 from evenflow.observability.tracing import (
     new_span_id,
     new_trace,
-    new_trace_id,
     parse_traceparent,
     traceparent,
 )
@@ -65,7 +64,7 @@ def test_an_invalid_traceparent_is_ignored(header: bytes) -> None:
 
 
 def test_new_ids_are_lowercase_hex_of_the_right_length_and_differ() -> None:
-    traces = {new_trace_id() for _ in range(100)}
+    traces = {new_trace()[0] for _ in range(100)}
     spans = {new_span_id() for _ in range(100)}
     assert len(traces) == 100 and len(spans) == 100
     assert all(re.fullmatch(rb"[0-9a-f]{32}", t) for t in traces)
@@ -84,15 +83,15 @@ def test_a_new_trace_is_a_valid_sampled_traceparent_with_its_trace_id() -> None:
 def test_new_ids_are_never_all_zero(monkeypatch: pytest.MonkeyPatch) -> None:
     # an all-zero id is invalid (§3.2.2.3, §3.2.2.4): a downstream service would drop the trace
     monkeypatch.setattr(tracing, "getrandbits", lambda bits: 0)
-    assert new_trace_id() != b"0" * 32
+    assert new_trace()[0] != b"0" * 32
     assert new_span_id() != b"0" * 16
-    assert parse_traceparent(traceparent(new_trace_id(), new_span_id(), b"01")) is not None
+    assert parse_traceparent(traceparent(new_trace()[0], new_span_id(), b"01")) is not None
     assert parse_traceparent(new_trace()[1]) is not None
 
 
 def test_small_ids_keep_their_leading_zeros(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(tracing, "getrandbits", lambda bits: 0xABC)
-    assert new_trace_id() == b"0" * 29 + b"abc"
+    assert new_trace()[0] == b"0" * 29 + b"abc"
     assert new_span_id() == b"0" * 13 + b"abc"
     assert new_trace()[1] == b"00-" + b"0" * 29 + b"abc-" + b"0" * 13 + b"abc-01"
 
