@@ -133,24 +133,34 @@ def json_line(at: float, duration: float, listener: str, ex: Exchange) -> str:
     req = ex.req
     ttfb = ex.ttfb
     trace_id = ex.trace_id
-    request_id = ex.request_id.decode("latin-1")
     # evenflow's own request ids are hex and a dash; a client's may hold anything
-    request_id = _json_str(request_id) if ex.request_id_given else '"' + request_id + '"'
+    request_id = (
+        _json_str(ex.request_id.decode("latin-1"))
+        if ex.request_id_given
+        else '"' + ex.request_id.decode() + '"'
+    )
     rare = (
         _rare_fields(ex)
         if ex.hash_key is not None or ex.sticky or ex.failures or ex.connect_s
         else ""
     )
-    ttfb_field = _TTFB_FIELD % (ttfb * 1000) if ttfb else ""
-    trace_field = _TRACE_FIELD % trace_id.decode() if trace_id else ""
+    # recurring names are escaped once each (an inline lookup: a call costs more than it saves)
+    method = _quotes.get(req.method) or _quoted(req.method)
+    host = req.host
+    host = _quotes.get(host) or _quoted(host)
+    key = (listener, ex.route, ex.pool, ex.backend)
+    where = _destinations.get(key) or _destination(key)
+    # the time, as iso() renders it, without a call while the millisecond lasts
+    ms = int(at * 1000)
+    stamp = _last_iso if ms == _last_ms else iso(at)
     # the line is built as one string, not grown field by field
     return (
-        f'{{"time":"{iso(at)}","listener":{_quoted(listener)},"client":"{req.client_ip}"'
-        f',"method":{_quoted(req.method)},"path":{_json_str(req.target)}'
-        f',"host":{_quoted(req.host)},"status":{ex.status},"bytes_in":{ex.bytes_in}'
-        f',"bytes_out":{ex.bytes_out},"duration_ms":{"%.3f" % (duration * 1000)}'
-        f',"attempts":{ex.attempts}{_destination(ex.route, ex.pool, ex.backend)}{rare}'
-        f'{ttfb_field},"request_id":{request_id}{trace_field}}}\n'
+        f'{{"time":"{stamp}"{where[0]},"client":"{req.client_ip}","method":{method}'
+        f',"path":{_json_str(req.target)},"host":{host},"status":{ex.status}'
+        f',"bytes_in":{ex.bytes_in},"bytes_out":{ex.bytes_out}'
+        f',"duration_ms":{duration * 1000:.3f},"attempts":{ex.attempts}{where[1]}{rare}'
+        f'{_TTFB_FIELD % (ttfb * 1000) if ttfb else ""},"request_id":{request_id}'
+        f"{_TRACE_FIELD % trace_id.decode() if trace_id else ''}}}\n"
     )
 
 
@@ -186,31 +196,30 @@ _quotes: dict[str, str] = {}
 _MAX_QUOTES = 4096
 
 
-# (route, pool, backend) -> their fields of a line; objects of one snapshot, which never rename
-# themselves. Bounded: emptied when config reloads have filled it with old snapshots' objects.
-_destinations: dict[tuple[object, object, object], str] = {}
+# (listener, route, pool, backend) -> their fields of a line, before and after the client's:
+# objects of one snapshot, which never rename themselves. Bounded: emptied when config reloads
+# have filled it with old snapshots' objects.
+_destinations: dict[tuple[str, object, object, object], tuple[str, str]] = {}
 _MAX_DESTINATIONS = 4096
 
 
 def _destination(
-    route: CompiledRoute | None, pool: PoolRuntime | None, backend: BackendState | None
-) -> str:
-    key = (route, pool, backend)
-    fields = _destinations.get(key)
-    if fields is None:
-        if len(_destinations) >= _MAX_DESTINATIONS:
-            _destinations.clear()
-        fields = (
-            f',"route":{"null" if route is None else _json_str(route.name)}'
-            f',"pool":{"null" if pool is None else _json_str(pool.name)}'
-            f',"backend":{"null" if backend is None else _json_str(backend.address)}'
-        )
-        if pool is not None:
-            if route is not None and route.is_split:
-                fields += f',"split":{_json_str(pool.name)}'
-            fields += f',"algorithm":{_json_str(pool.algorithm)}'
-        _destinations[key] = fields
-    return fields
+    key: tuple[str, CompiledRoute | None, PoolRuntime | None, BackendState | None],
+) -> tuple[str, str]:
+    listener, route, pool, backend = key
+    if len(_destinations) >= _MAX_DESTINATIONS:
+        _destinations.clear()
+    fields = (
+        f',"route":{"null" if route is None else _json_str(route.name)}'
+        f',"pool":{"null" if pool is None else _json_str(pool.name)}'
+        f',"backend":{"null" if backend is None else _json_str(backend.address)}'
+    )
+    if pool is not None:
+        if route is not None and route.is_split:
+            fields += f',"split":{_json_str(pool.name)}'
+        fields += f',"algorithm":{_json_str(pool.algorithm)}'
+    found = _destinations[key] = (f',"listener":{_json_str(listener)}', fields)
+    return found
 
 
 def combined(at: float, duration: float, listener: str, ex: Exchange) -> str:
@@ -254,16 +263,23 @@ def _quote(text: str) -> str:
 
 def iso(at: float) -> str:
     """`at` (wall-clock seconds) as UTC ISO 8601 with milliseconds: 2026-11-26T19:59:38.264Z."""
-    global _last_ms, _last_iso
+    global _last_ms, _last_iso, _last_second, _second_text
     ms = int(at * 1000)
     if ms != _last_ms:
         # lines come in bursts (at 20 000 requests/s twenty share each millisecond), and
-        # formatting a time costs more than the rest of a line's numbers together
-        seconds, fraction = divmod(ms, 1000)
-        _last_iso = f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(seconds))}.{fraction:03d}Z"
+        # formatting a time costs more than the rest of a line's numbers together: the date
+        # and time are formatted once a second, the milliseconds come from a table
+        second, fraction = divmod(ms, 1000)
+        if second != _last_second:
+            _second_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            _last_second = second
+        _last_iso = _second_text + _MILLIS[fraction]
         _last_ms = ms
     return _last_iso
 
 
+_MILLIS = [f".{fraction:03d}Z" for fraction in range(1000)]
 _last_ms = -1
 _last_iso = ""
+_last_second = -1
+_second_text = ""
