@@ -562,13 +562,27 @@ def test_a_declined_websockets_bytes_never_reach_a_backend_as_a_request(
         client.close()
 
 
-def test_a_backend_that_is_no_websocket_server_answers_502(evenflow: Evenflow) -> None:
-    client = H2Client(evenflow.port)
-    try:
-        stream_id = websocket_connect(client, "/plain/chat")  # the demo backend answers 200
-        assert client.response_head(stream_id)[b":status"] == b"502"
-    finally:
-        client.close()
+def test_a_backend_that_is_no_websocket_server_answers_502(
+    backends: dict[str, str], tmp_path: Path
+) -> None:
+    built = config(backends)
+    access_log = tmp_path / "access.log"
+    built["access_log"] = {"path": str(access_log)}
+    with run_evenflow(built, tmp_path) as running:
+        client = H2Client(running.port)
+        try:
+            stream_id = websocket_connect(client, "/plain/chat")  # the demo backend says 200
+            assert client.response_head(stream_id)[b":status"] == b"502"
+        finally:
+            client.close()
+        # the access log says what the client got, and why
+        deadline = time.monotonic() + IO_TIMEOUT_S
+        while not access_log.exists() or not access_log.read_text():
+            assert time.monotonic() < deadline, "no access log line"
+            time.sleep(0.05)
+    [line] = [json.loads(text) for text in access_log.read_text().splitlines()]
+    assert (line["path"], line["status"]) == ("/plain/chat", 502)
+    assert "answered the WebSocket handshake with 200" in line["failures"][0]
 
 
 def test_websocket_false_does_not_offer_extended_connect(

@@ -494,6 +494,11 @@ class ClientStream(asyncio.Transport):
             # a backend that is no WebSocket server answered the handshake as a plain GET; a
             # 2xx would tell the client its WebSocket is open (RFC 8441 §5), so it gets a 502
             self._declined = True
+            exchange = self.down.current if self.down is not None else None
+            if exchange is not None:  # the log says what the client got, and why
+                backend = exchange.backend.address if exchange.backend is not None else "?"
+                exchange.status = 502
+                exchange.add_failure(f"{backend}: answered the WebSocket handshake with {status}")
             status = 502
             fields = [(b"content-length", b"0")]
         if status < 200:
