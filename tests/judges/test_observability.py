@@ -371,6 +371,22 @@ def test_decision_log_shows_a_retried_request(
     assert reasons == {"connect_failed"}
 
 
+def test_a_client_that_gives_up_is_logged_as_499(evenflow: Evenflow) -> None:
+    # as nginx: the request is in the log even though nobody got an answer, with why
+    request_id = secrets.token_hex(8)
+    with socket.create_connection(("127.0.0.1", evenflow.port), timeout=5) as sock:
+        sock.sendall(
+            b"GET /slow?delay=3000 HTTP/1.1\r\nHost: x\r\nX-Request-Id: %s\r\n\r\n"
+            % request_id.encode()
+        )
+        time.sleep(0.3)  # the backend has the request; the client stops waiting
+    record = _record_of(evenflow, request_id)
+    assert record["status"] == 499 and record["path"] == "/slow?delay=3000"
+    assert record["attempts"] == 1 and record["backend"] is not None
+    assert record["failures"] == ["client: closed the connection before the response began"]
+    assert record["bytes_out"] == 0 and "ttfb_ms" not in record
+
+
 def _echo(response: httpx.Response) -> dict[str, str]:
     """The headers the demo backend's /echo received (names lower-cased)."""
     assert response.status_code == 200, response.text

@@ -46,6 +46,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+# nginx's status for a request whose client closed the connection before it was answered;
+# only logged and counted, never sent
+CLIENT_CLOSED_REQUEST = 499
+
+
 class SnapshotSource(Protocol):
     """What the data plane needs of the control plane: the current snapshot, and somewhere
     to report failures seen on real traffic (passive health)."""
@@ -467,9 +472,20 @@ class DownstreamConnection(asyncio.Protocol):
         for exchange in (self.current, *self.queue):
             if exchange is not None:
                 exchange.cancel()
+                self._log_abandoned(exchange)
         self.current = None
         self.queue.clear()
         self._receiving = None
+
+    def _log_abandoned(self, exchange: Exchange) -> None:
+        """A request whose client went away before its answer ended is still logged (and
+        counted): 499 when nothing was answered yet, as nginx does, with why."""
+        if exchange.response_started:
+            exchange.add_failure("client: closed the connection before the response ended")
+        else:
+            exchange.status = CLIENT_CLOSED_REQUEST
+            exchange.add_failure("client: closed the connection before the response began")
+        self._log(exchange)
 
     def admit(self) -> None:
         """A connection that waited at max_connections may now be served."""
