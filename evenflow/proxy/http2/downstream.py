@@ -38,6 +38,7 @@ from hyperframe.frame import GoAwayFrame
 from evenflow.config.http2 import MAX_WINDOW_BYTES
 from evenflow.proxy.http2.client_stream import ClientStream
 from evenflow.proxy.http2.downstream_fields import Malformed, parse_request
+from evenflow.proxy.http2.field_decoder import FieldDecoder
 from evenflow.proxy.http2.field_encoder import StatelessEncoder
 from evenflow.proxy.http2.guard import FrameGuard, GuardLimits, Http2Stats
 from evenflow.proxy.watchdog import Watchdog, periods
@@ -124,6 +125,7 @@ class H2Connection(asyncio.Protocol):
             )
         )
         self.h2.encoder = StatelessEncoder()
+        self.h2.decoder = FieldDecoder()
         self.guard = FrameGuard(
             GuardLimits(
                 settings.max_resets_per_s,
