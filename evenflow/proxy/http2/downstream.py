@@ -16,9 +16,6 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, cast
 
-from h2.config import H2Configuration
-from h2.connection import ConnectionState
-from h2.connection import H2Connection as H2State
 from h2.errors import ErrorCodes
 from h2.events import (
     ConnectionTerminated,
@@ -32,14 +29,12 @@ from h2.events import (
     WindowUpdated,
 )
 from h2.exceptions import DenialOfServiceError, ProtocolError, TooManyStreamsError
-from h2.settings import SettingCodes, Settings
-from hyperframe.frame import GoAwayFrame
+from h2.settings import SettingCodes
 
 from evenflow.config.http2 import MAX_WINDOW_BYTES
 from evenflow.proxy.http2.client_stream import ClientStream
 from evenflow.proxy.http2.downstream_fields import Malformed, parse_request
-from evenflow.proxy.http2.field_decoder import FieldDecoder
-from evenflow.proxy.http2.field_encoder import StatelessEncoder
+from evenflow.proxy.http2.engine import H2Engine
 from evenflow.proxy.http2.guard import FrameGuard, GuardLimits, Http2Stats
 from evenflow.proxy.watchdog import Watchdog, periods
 
@@ -112,20 +107,15 @@ class H2Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         settings = self._settings = listener.http2
         self._max_header_bytes = listener.limits.max_header_bytes
-        self.h2 = H2State(
-            H2Configuration(
-                client_side=False,
-                header_encoding=None,
-                # validation is downstream_fields' (h2's own would close the connection for
-                # what RFC 9113 §8.1.1 makes a stream error); responses come from llhttp
-                validate_inbound_headers=False,
-                normalize_inbound_headers=False,
-                validate_outbound_headers=False,
-                normalize_outbound_headers=False,
-            )
+        self.h2 = H2Engine(
+            {
+                SettingCodes.MAX_CONCURRENT_STREAMS: settings.max_concurrent_streams,
+                SettingCodes.MAX_HEADER_LIST_SIZE: self._max_header_bytes,
+                SettingCodes.INITIAL_WINDOW_SIZE: settings.initial_window_bytes,
+                # RFC 8441: WebSockets over this connection's streams
+                SettingCodes.ENABLE_CONNECT_PROTOCOL: int(settings.websocket),
+            }
         )
-        self.h2.encoder = StatelessEncoder()
-        self.h2.decoder = FieldDecoder()
         self.guard = FrameGuard(
             GuardLimits(
                 settings.max_resets_per_s,
@@ -177,18 +167,6 @@ class H2Connection(asyncio.Protocol):
         self.stats.connections += 1
         settings = self._settings
         h2 = self.h2
-        # values in effect at once (h2 would apply changed ones only when the client acks)
-        h2.local_settings = Settings(
-            client=False,
-            initial_values={
-                SettingCodes.MAX_CONCURRENT_STREAMS: settings.max_concurrent_streams,
-                SettingCodes.MAX_HEADER_LIST_SIZE: self._max_header_bytes,
-                SettingCodes.INITIAL_WINDOW_SIZE: settings.initial_window_bytes,
-                # RFC 8441: WebSockets over this connection's streams
-                SettingCodes.ENABLE_CONNECT_PROTOCOL: int(settings.websocket),
-            },
-        )
-        h2.decoder.max_header_list_size = self._max_header_bytes
         h2.initiate_connection()
         # every stream may fill its window at once, so a stalled one never blocks the others;
         # this is also the most request body one connection can make evenflow hold
@@ -356,8 +334,8 @@ class H2Connection(asyncio.Protocol):
         self._last_stream_id = self.h2.highest_inbound_stream_id
         if self.transport is not None:
             # RFC 9113 §6.8: streams up to last_stream_id are served, later ones refused
-            goaway = GoAwayFrame(0, last_stream_id=self._last_stream_id, error_code=0)
-            self.transport.write(self.h2.data_to_send() + goaway.serialize())
+            self.h2.close_connection(ErrorCodes.NO_ERROR, last_stream_id=self._last_stream_id)
+            self.transport.write(self.h2.data_to_send())
         if not self.streams:
             self._shut()
 
@@ -396,9 +374,8 @@ class H2Connection(asyncio.Protocol):
 
     def _on_goaway(self, error_code: int) -> None:
         if error_code == ErrorCodes.NO_ERROR and self.streams:
-            # h2 ends the connection on any GOAWAY; a graceful one from the client still lets
-            # the streams it opened finish (RFC 9113 §6.8), so h2 is kept open for them
-            self.h2.state_machine.state = ConnectionState.SERVER_OPEN
+            # a graceful GOAWAY from the client still lets the streams it opened finish
+            # (RFC 9113 §6.8)
             self._peer_gone = True
             return
         self._shut()
