@@ -19,7 +19,8 @@ validated by downstream_fields; HPACK is field_decoder's and field_encoder's.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
+from typing import NoReturn
 
 from h2.errors import ErrorCodes
 from h2.events import (
@@ -75,6 +76,7 @@ _MAX_WINDOW = 2**31 - 1
 _DEFAULT_WINDOW = 65535
 _DEFAULT_FRAME_BYTES = 16384
 _MAX_FRAME_BYTES = 2**24 - 1
+_RESETS_REMEMBERED = 1024  # streams reset by evenflow whose late frames are still ignored
 
 
 def frame(kind: int, flags: int, stream_id: int, payload: bytes | memoryview = b"") -> bytes:
@@ -128,6 +130,7 @@ class H2Engine:
         self._in = b""
         self._preface_seen = False
         self.closed = False  # a GOAWAY went out for an error: nothing more is read
+        self._reset_by_us: dict[int, None] = {}  # recent streams evenflow reset, oldest first
         # a header block in progress: (stream id, END_STREAM, fragments), awaiting CONTINUATION
         self._block: tuple[int, bool, list[bytes]] | None = None
 
@@ -181,6 +184,14 @@ class H2Engine:
     def reset_stream(self, stream_id: int, error_code: int = 0) -> None:
         if self.streams.pop(stream_id, None) is not None:
             self._out.append(frame(RST_STREAM, 0, stream_id, _UINT32.pack(error_code)))
+            self._forget(stream_id)
+
+    def _forget(self, stream_id: int) -> None:
+        """Remember a stream evenflow reset, for a while: the client may still send on it."""
+        reset = self._reset_by_us
+        reset[stream_id] = None
+        if len(reset) > _RESETS_REMEMBERED:
+            del reset[next(iter(reset))]
 
     def close_connection(self, error_code: int = 0, last_stream_id: int | None = None) -> None:
         last = self.highest_inbound_stream_id if last_stream_id is None else last_stream_id
@@ -384,9 +395,12 @@ class H2Engine:
                 stream_id=stream_id, headers=headers
             )
         elif stream is None:
-            # §5.1: a stream already closed, most likely reset by evenflow while the client's
-            # frames were on their way: ignored (the block was decoded: HPACK stays in step)
-            return
+            if stream_id in self._reset_by_us:
+                # §5.1: frames the client sent before our RST_STREAM reached it are ignored
+                # (the block was decoded: HPACK stays in step)
+                return
+            # a stream closed (or skipped, §5.1.1) cannot be opened again
+            self._connection_error(ErrorCodes.PROTOCOL_ERROR, f"HEADERS on closed {stream_id}")
         elif stream.remote_closed:
             self._stream_error(stream_id, ErrorCodes.STREAM_CLOSED, events)  # after END_STREAM
             return
@@ -496,13 +510,14 @@ class H2Engine:
     def _stream_error(self, stream_id: int, code: int, events: list[Event]) -> None:
         """§5.4.2: reset the stream, and tell the application it is gone."""
         self._out.append(frame(RST_STREAM, 0, stream_id, _UINT32.pack(code)))
+        self._forget(stream_id)
         if self.streams.pop(stream_id, None) is not None:
             reset = StreamReset(
                 stream_id=stream_id, error_code=_error_code(code), remote_reset=False
             )
             events.append(reset)
 
-    def _connection_error(self, code: int, message: str) -> None:
+    def _connection_error(self, code: int, message: str) -> NoReturn:
         """§5.4.1: GOAWAY with `code`, then nothing more is read; raises ProtocolError."""
         self.closed = True
         self.close_connection(code)
@@ -524,7 +539,3 @@ def _error_code(code: int) -> ErrorCodes | int:
         return ErrorCodes(code)
     except ValueError:
         return code
-
-
-def settings_payload(settings: Sequence[tuple[int, int]]) -> bytes:
-    return b"".join(_SETTING.pack(code, value) for code, value in settings)

@@ -346,6 +346,11 @@ CONNECTION_ERRORS = {
         + b"".join(DataFrame(1, b"x" * 16384).serialize() for _ in range(5)),
         ErrorCodes.FLOW_CONTROL_ERROR,
     ),
+    "HEADERS opening a stream below the highest": (
+        HeadersFrame(5, block(), flags=["END_HEADERS"]).serialize()
+        + HeadersFrame(3, block(), flags=["END_HEADERS"]).serialize(),
+        ErrorCodes.PROTOCOL_ERROR,
+    ),
     "RST_STREAM on an idle stream": (
         RstStreamFrame(7, error_code=0).serialize(),
         ErrorCodes.PROTOCOL_ERROR,
