@@ -96,14 +96,7 @@ class Server:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        log_config = self.config.access_log
-        if log_config.path != "off":
-            try:
-                self.access_log = AccessLog(loop, log_config.path, log_config.format)
-            except OSError as exc:
-                raise StartupError(
-                    f"access_log.path: cannot open {log_config.path}: {exc.strerror}"
-                ) from None
+        self.access_log = _open_access_log(self.config)
         try:
             for listener in self.config.listeners:
                 self.listening[listener.name] = await self._bind(listener)
@@ -197,6 +190,10 @@ class Server:
         new: dict[str, Listening] = {}
         keep = {}
         staged = {}  # TLS of kept listeners, re-read from disk: installed once nothing can fail
+        previous_log = self.access_log
+        log_changed = config.access_log != self.config.access_log
+        if log_changed:
+            self.access_log = _open_access_log(config)  # new listeners below log to it
         try:
             for listener in config.listeners:
                 current = self.listening.get(listener.name)
@@ -214,8 +211,18 @@ class Server:
         except StartupError:
             for listening in new.values():
                 listening.stop_accepting()
+            if log_changed:
+                if self.access_log is not None:
+                    self.access_log.close()
+                self.access_log = previous_log
             raise
         self.controller.apply_config(config)
+        if log_changed:
+            # kept listeners log to the new file from their next line; the old one is flushed
+            for listening in keep.values():
+                listening.ctx.access_log = self.access_log
+            if previous_log is not None:
+                previous_log.close()
         for name, certificates in staged.items():
             tls, http = keep[name].tls, keep[name].ctx
             if tls is not None and certificates is not None:
@@ -305,6 +312,18 @@ def install_event_loop() -> None:
     except ImportError:
         return
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
+def _open_access_log(config: Config) -> AccessLog | None:
+    log_config = config.access_log
+    if log_config.path == "off":
+        return None
+    try:
+        return AccessLog(asyncio.get_running_loop(), log_config.path, log_config.format)
+    except OSError as exc:
+        raise StartupError(
+            f"access_log.path: cannot open {log_config.path}: {exc.strerror}"
+        ) from None
 
 
 async def serve(config: Config, config_path: str | None = None) -> None:

@@ -124,7 +124,7 @@ class AccessLog:
         pending.append(
             json_record(time.time(), duration, listener, ex)
             if self._as_json
-            else combined(time.time(), duration, listener, ex).encode()
+            else combined(time.time(), duration, listener, ex).encode("utf-8", "backslashreplace")
         )
         if self._flush_handle is None:
             self._flush_handle = self._loop.call_later(FLUSH_INTERVAL_S, self.flush)
@@ -134,7 +134,9 @@ class AccessLog:
         if len(self._pending) >= MAX_PENDING_LINES:
             self.dropped += 1
             return
-        self._pending.append(render_record(time.time(), record, self._as_json).encode())
+        # a lone surrogate (a name from a YAML escape) must not cost the record: escaped
+        rendered = render_record(time.time(), record, self._as_json)
+        self._pending.append(rendered.encode("utf-8", "backslashreplace"))
         if self._flush_handle is None:
             self._flush_handle = self._loop.call_later(FLUSH_INTERVAL_S, self.flush)
 
@@ -191,9 +193,9 @@ def _render(lines: list[Line | bytes]) -> bytes:
     """The lines as written (UTF-8 JSON): runs of Lines encoded in one call each."""
     if all(line.__class__ is Line for line in lines):
         try:
-            return _encode_lines(lines)
-        except UnicodeEncodeError:
-            pass  # a lone surrogate somewhere (never from a socket): line by line, below
+            return _line_breaks_escaped(_encode_lines(lines))
+        except Exception:  # noqa: BLE001, S110 (a lone surrogate, say: line by line, below)
+            pass
     out: list[bytes] = []
     for line in lines:
         if isinstance(line, bytes):
@@ -201,15 +203,35 @@ def _render(lines: list[Line | bytes]) -> bytes:
             continue
         try:
             out.append(_encode_lines([line]))
-        except UnicodeEncodeError:
-            # the one line cannot be UTF-8: written with its text escaped, not lost
-            out.append(json.dumps(msgspec.to_builtins(line)).encode() + b"\n")
-    return b"".join(out)
+        except Exception:  # noqa: BLE001 (whatever it is, the line is written, not lost)
+            # by json, escaped to ASCII, whatever its fields hold
+            names = line.__struct_fields__
+            fields = {n: v for n in names if (v := getattr(line, n)) is not None}
+            out.append(json.dumps(fields, default=str, separators=(",", ":")).encode() + b"\n")
+    return _line_breaks_escaped(b"".join(out))
+
+
+# NEL, LINE SEPARATOR and PARAGRAPH SEPARATOR, as UTF-8: valid in a JSON string, but line
+# breaks to str.splitlines() and some log shippers. A client can send NEL (0x85, read as
+# latin-1), so they are written escaped. Their lead bytes never continue another character.
+_LINE_BREAKS = (
+    (b"\xc2\x85", b"\\u0085"),
+    (b"\xe2\x80\xa8", b"\\u2028"),
+    (b"\xe2\x80\xa9", b"\\u2029"),
+)
+
+
+def _line_breaks_escaped(data: bytes) -> bytes:
+    if data.isascii():
+        return data  # the common case: one C scan
+    for raw, escaped in _LINE_BREAKS:
+        data = data.replace(raw, escaped)
+    return data
 
 
 def json_line(at: float, duration: float, listener: str, ex: Exchange) -> str:
     """The JSON record of one request, one line (what the log writes for it)."""
-    return _encode_lines([json_record(at, duration, listener, ex)]).decode()
+    return _render([json_record(at, duration, listener, ex)]).decode()
 
 
 def json_record(at: float, duration: float, listener: str, ex: Exchange) -> Line:

@@ -480,11 +480,12 @@ class DownstreamConnection(asyncio.Protocol):
     def _log_abandoned(self, exchange: Exchange) -> None:
         """A request whose client went away before its answer ended is still logged (and
         counted): 499 when nothing was answered yet, as nginx does, with why."""
-        if exchange.response_started:
-            exchange.add_failure("client: closed the connection before the response ended")
-        else:
+        # at shutdown, past the drain timeout, it is evenflow that closed the connection
+        who = "evenflow: shutting down, closed" if self.ctx.closing else "client: closed"
+        when = "ended" if exchange.response_started else "began"
+        if not exchange.response_started:
             exchange.status = CLIENT_CLOSED_REQUEST
-            exchange.add_failure("client: closed the connection before the response began")
+        exchange.add_failure(f"{who} the connection before the response {when}")
         self._log(exchange)
 
     def admit(self) -> None:

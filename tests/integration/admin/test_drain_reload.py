@@ -177,3 +177,24 @@ async def test_reload_changing_admin_says_it_waits_for_a_restart(
         "admin settings changed: they take effect when evenflow restarts"
     ]
     assert (await run.admin.get("/live")).status_code == 200  # still where it was
+
+
+async def test_reload_moves_the_access_log_to_its_new_file(
+    evenflow: Start, backends: dict[str, DemoBackend], tmp_path: Path
+) -> None:
+    path = tmp_path / "evenflow.yaml"
+    first, second = tmp_path / "first.log", tmp_path / "second.log"
+    data = reload_config(backends)
+    data["access_log"] = {"path": str(first)}
+    run = await evenflow(data, path=path)
+    await run.proxy.get("/before")
+    run.data["access_log"] = {"path": str(second), "format": "combined"}
+    write_config(path, run.data)
+    assert (await run.admin.post("/api/v1/reload")).status_code == 200
+    await run.proxy.get("/after")  # on the connection opened before the reload
+    async with asyncio.timeout(5):
+        while not second.exists() or "/after" not in second.read_text():
+            await asyncio.sleep(0.05)
+    assert '"/before"' in first.read_text()  # flushed when it was closed
+    assert "/after" not in first.read_text()
+    assert '"GET /after HTTP/1.1" 200' in second.read_text()  # in the new format

@@ -236,6 +236,39 @@ def test_any_text_a_client_or_backend_chose_stays_one_valid_json_line(
     assert not any(ord(char) < 0x20 for char in line[:-1])
 
 
+@pytest.mark.parametrize("text", ["a\x85b", "a\u2028b", "a\u2029b"])
+def test_characters_that_some_readers_take_for_line_breaks_are_escaped(text: str) -> None:
+    # NEL can come from a client (a latin-1 byte 0x85); the separators from a config
+    ex = exchange(req=FakeRequest(target="/" + text), route=FakeRoute(text))
+    line = json_line(AT, 0.001, "public", ex)
+    assert len(line.splitlines()) == 1
+    record = json.loads(line)
+    assert (record["path"], record["route"]) == ("/" + text, text)
+
+
+def test_a_name_that_cannot_be_utf8_costs_no_line(tmp_path: Path) -> None:
+    for fmt in ("json", "combined"):
+        (tmp_path / fmt).mkdir()
+        log, _, path = make_log(tmp_path / fmt, fmt)
+        log.log_record({"listener": "tcp\udc80", "status": 200, "bytes_in": 1})
+        log.log_exchange("public", exchange(route=FakeRoute("r\udc80")))
+        log.log_exchange("public", exchange())
+        log.close()
+        assert len(path.read_bytes().splitlines()) == 3, fmt
+
+
+def test_a_line_msgspec_cannot_encode_is_still_written(tmp_path: Path) -> None:
+    class Odd(str):
+        pass
+
+    log, _, path = make_log(tmp_path)
+    log.log_exchange("public", exchange(req=FakeRequest(method=Odd("GET"))))
+    log.log_exchange("public", exchange())
+    log.close()
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [r["method"] for r in records] == ["GET", "GET"] and log.dropped == 0
+
+
 def test_combined_format() -> None:
     ex = exchange(
         req=FakeRequest(
