@@ -57,6 +57,7 @@ class FieldDecoder(Decoder):
         if not raw:
             raise ValueError("FieldDecoder returns bytes only (h2's header_encoding=None)")
         fields: list[tuple[bytes, bytes]] = []
+        table = self._table
         listed = 0
         at = 0
         end = len(data)
@@ -64,11 +65,16 @@ class FieldDecoder(Decoder):
             while at < end:
                 byte = data[at]
                 at += 1
-                if byte & 0x80:  # §6.1: an indexed field
+                if byte & 0x80:  # §6.1: an indexed field (most of a repeated request's)
                     index = byte & 0x7F
                     if index == 0x7F:
                         index, at = _integer(data, at, index)
-                    field = self._entry(index)
+                    if 0 < index <= _STATIC_ENTRIES:
+                        field = _STATIC[index - 1]
+                    elif _STATIC_ENTRIES < index <= _STATIC_ENTRIES + len(table):
+                        field = table[index - _STATIC_ENTRIES - 1]
+                    else:
+                        raise HPACKDecodingError(f"field index {index} is in neither table")
                 elif byte & 0x40:  # §6.2.1: a literal, added to the table
                     index = byte & 0x3F
                     if index == 0x3F:

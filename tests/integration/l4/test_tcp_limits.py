@@ -63,9 +63,13 @@ async def test_connections_past_twice_the_limit_are_refused(
     try:
         for sock in held[:2]:
             assert await blocking(round_trip, sock, b"x") == b"x"
-        extra = await blocking(connect, ef.port())
-        held.append(extra)
-        assert await blocking(how_closed, extra, 2) in ("eof", "reset")
+        try:
+            extra = await blocking(connect, ef.port())
+        except ConnectionResetError:
+            pass  # on loopback the refusal's RST can beat connect() itself
+        else:
+            held.append(extra)
+            assert await blocking(how_closed, extra, 2) in ("eof", "reset")
         for sock in held[2:4]:  # the waiting ones were not dropped
             assert await blocking(how_closed, sock, 0.2) == "open"
         # the refusal freed no relayed slot: still only two connections reach the backend
