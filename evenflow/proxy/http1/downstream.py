@@ -784,8 +784,9 @@ class DownstreamConnection(asyncio.Protocol):
             exchange.add_failure(error.detail)  # an attempt's failure is noted once
         self.on_exchange_done(exchange)
 
-    def abort_after(self, exchange: Exchange, error: ProxyError) -> None:
-        """The response was cut off mid-way: log it and reset the client connection."""
+    def abort_after(self, exchange: Exchange) -> None:
+        """The response was cut off mid-way (why is in its failures): log it and reset the
+        client connection."""
         exchange.close_after = True
         self._log(exchange)
         self.current = None
@@ -937,7 +938,8 @@ class DownstreamConnection(asyncio.Protocol):
             if exchange.response_started:
                 exchange.cancel()
                 exchange.close_after = True
-                self.abort_after(exchange, error)
+                exchange.add_failure(f"client: {error.detail}")  # the log says why it was cut
+                self.abort_after(exchange)
                 return
             if not exchange.response_done:
                 exchange.cancel()

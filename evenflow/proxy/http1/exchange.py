@@ -531,7 +531,7 @@ class Exchange:
             self.add_failure(f"{backend.address if backend else '?'}: {error.detail}")
             self.upstream = None
             self.response_done = True
-            self.down.abort_after(self, error)
+            self.down.abort_after(self)
             return
         if stale and self.replayable and self._idempotent():
             error.retry_safe = True  # RFC 9112 §9.3.1: a reused connection may have been closed

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import httpx
 import pytest
@@ -59,3 +60,26 @@ async def test_one_line_per_request_with_the_decision(
     assert big["bytes_out"] >= 5000
     assert missing["status"] == 404 and missing["path"] == "/nowhere"
     assert broken["status"] == 400
+
+
+async def test_a_response_cut_by_the_clients_bad_input_says_why(
+    raw_server: Any, proxy: StartProxy
+) -> None:
+    async def answer_early(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")  # the head only: the body is still coming
+        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nfirst\r\n")
+        await writer.drain()
+        await asyncio.sleep(5)
+
+    backend = await raw_server(answer_early)
+    p = await proxy(config({"p": {"backends": [backend.address]}}, pool="p"))
+    async with raw_client(p) as client:
+        await client.send(b"POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+        assert b"200 OK" in await client.read_head()
+        await client.send(b"zz\r\nnot a chunk size\r\n")  # the response has begun: it is cut
+        await asyncio.wait_for(client.reader.read(), 5)  # evenflow closes the connection
+    await asyncio.sleep(0.5)  # the log is written a few times a second
+    [line] = p.log_lines()
+    assert line["status"] == 200 and line["path"] == "/upload"
+    [failure] = line["failures"]
+    assert failure.startswith("client: ") and "chunk" in failure, failure
