@@ -287,8 +287,10 @@ class ClientStream(asyncio.Transport):
                     h2.send_data(sid, b"", end_stream=True)
                 self._end_sent = True
         except ProtocolError as exc:
-            # the stream closed under us (a reset crossing our frames): nothing more to send
+            # the stream closed under us (a reset crossing our frames): nothing more to send;
+            # reset it, should the engine still count it open
             log.debug("stream %d of %s: %s", sid, self.conn.client_ip, exc)
+            h2.reset_stream(sid, ErrorCodes.INTERNAL_ERROR)
             self.finish()
             return
         if self._write_paused & _HELD and self._out_bytes <= self._low:

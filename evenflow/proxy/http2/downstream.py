@@ -28,7 +28,7 @@ from h2.events import (
     TrailersReceived,
     WindowUpdated,
 )
-from h2.exceptions import DenialOfServiceError, ProtocolError, TooManyStreamsError
+from h2.exceptions import DenialOfServiceError, ProtocolError
 from h2.settings import SettingCodes
 
 from evenflow.config.http2 import MAX_WINDOW_BYTES
@@ -222,9 +222,6 @@ class H2Connection(asyncio.Protocol):
             events = self.h2.receive_data(data)
         except DenialOfServiceError:
             self._close_for_abuse("header_list_too_large")  # HPACK bomb (CVE-2016-6581)
-            return
-        except TooManyStreamsError:
-            self._close_for_abuse("too_many_streams")
             return
         except ProtocolError as exc:
             # h2 has queued the GOAWAY that says why

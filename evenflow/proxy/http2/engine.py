@@ -40,7 +40,6 @@ from h2.exceptions import (
     FrameTooLargeError,
     ProtocolError,
     StreamClosedError,
-    TooManyStreamsError,
 )
 from h2.settings import ChangedSetting, SettingCodes
 from hpack import HPACKError, OversizedHeaderListError
@@ -77,6 +76,7 @@ _DEFAULT_WINDOW = 65535
 _DEFAULT_FRAME_BYTES = 16384
 _MAX_FRAME_BYTES = 2**24 - 1
 _RESETS_REMEMBERED = 1024  # streams reset by evenflow whose late frames are still ignored
+_MIN_UPDATE_BYTES = 1024  # the smallest connection WINDOW_UPDATE once the window is low
 
 
 def frame(kind: int, flags: int, stream_id: int, payload: bytes | memoryview = b"") -> bytes:
@@ -131,6 +131,8 @@ class H2Engine:
         self._preface_seen = False
         self.closed = False  # a GOAWAY went out for an error: nothing more is read
         self._reset_by_us: dict[int, None] = {}  # recent streams evenflow reset, oldest first
+        self._goaway_last: int | None = None  # the last stream id of the GOAWAY we sent
+        self.refused_streams = 0  # over SETTINGS_MAX_CONCURRENT_STREAMS: RST REFUSED_STREAM
         # a header block in progress: (stream id, END_STREAM, fragments), awaiting CONTINUATION
         self._block: tuple[int, bool, list[bytes]] | None = None
 
@@ -173,7 +175,9 @@ class H2Engine:
         size = len(data)
         if size > self.max_outbound_frame_size:
             raise FrameTooLargeError(f"DATA of {size} bytes over the client's frame size")
-        if size > self._send_window or size > stream.send_window:
+        # §6.9.1: an empty DATA that ends the stream may go even with no window left (a
+        # window a SETTINGS change made negative included)
+        if size and (size > self._send_window or size > stream.send_window):
             raise FlowControlError(f"DATA of {size} bytes over the flow-control window")
         self._send_window -= size
         stream.send_window -= size
@@ -195,6 +199,9 @@ class H2Engine:
 
     def close_connection(self, error_code: int = 0, last_stream_id: int | None = None) -> None:
         last = self.highest_inbound_stream_id if last_stream_id is None else last_stream_id
+        if self._goaway_last is not None:
+            last = min(last, self._goaway_last)  # §6.8: a later GOAWAY never raises it
+        self._goaway_last = last
         self._out.append(frame(GOAWAY, 0, 0, _GOAWAY.pack(last, error_code)))
 
     def local_flow_control_window(self, stream_id: int) -> int:
@@ -206,14 +213,7 @@ class H2Engine:
         """The application read `size` flow-controlled bytes: give window back, in steps of at
         least half a window (as h2 did), so updates do not cost a frame per DATA."""
         self._processed += size
-        if self._processed >= self._recv_max // 2 or (
-            self._recv_window == 0 and self._processed > min(1024, self._recv_max // 4)
-        ):
-            increment = min(self._processed, self._recv_max - self._recv_window)
-            self._processed = 0
-            if increment > 0:
-                self._recv_window += increment
-                self._out.append(frame(WINDOW_UPDATE, 0, 0, _UINT32.pack(increment)))
+        self._give_back()
         stream = self.streams.get(stream_id)
         if stream is None or stream.remote_closed:
             return  # no more DATA comes on it: only the connection's window matters
@@ -227,6 +227,17 @@ class H2Engine:
             if increment > 0:
                 stream.recv_window += increment
                 self._out.append(frame(WINDOW_UPDATE, 0, stream_id, _UINT32.pack(increment)))
+
+    def _give_back(self) -> None:
+        """Return what the application read to the connection's window: in steps of half a
+        window, or as soon as a kilobyte is read once the window is under half open, so
+        streams whose backends are slow (their DATA unread) do not stall the others."""
+        processed = self._processed
+        half = self._recv_max // 2
+        if processed >= half or (self._recv_window < half and processed >= _MIN_UPDATE_BYTES):
+            self._processed = 0
+            self._recv_window += processed
+            self._out.append(frame(WINDOW_UPDATE, 0, 0, _UINT32.pack(processed)))
 
     def increment_flow_control_window(self, increment: int, stream_id: int | None = None) -> None:
         """A larger connection window than the default (streams get INITIAL_WINDOW_SIZE)."""
@@ -304,6 +315,9 @@ class H2Engine:
                 if not stream_id:
                     self._connection_error(ErrorCodes.PROTOCOL_ERROR, "PRIORITY on stream 0")
                 if len(payload) != 5:
+                    if stream_id > self.highest_inbound_stream_id:
+                        # §5.1: no RST_STREAM on an idle stream
+                        self._connection_error(ErrorCodes.FRAME_SIZE_ERROR, "PRIORITY not 5 bytes")
                     self._stream_error(stream_id, ErrorCodes.FRAME_SIZE_ERROR, events)
             elif kind == CONTINUATION:
                 self._on_continuation(flags, stream_id, payload, events)
@@ -322,6 +336,8 @@ class H2Engine:
         if size > self._recv_window:
             self._connection_error(ErrorCodes.FLOW_CONTROL_ERROR, "DATA over the connection window")
         self._recv_window -= size
+        if self._processed:
+            self._give_back()  # read earlier, held back while the window was wide open
         data = _unpadded(payload) if flags & PADDED else payload
         if data is None:
             self._connection_error(ErrorCodes.PROTOCOL_ERROR, "padding longer than the frame")
@@ -387,7 +403,14 @@ class H2Engine:
         if stream_id > self.highest_inbound_stream_id:
             self.highest_inbound_stream_id = stream_id
             if len(self.streams) >= self._max_streams:
-                raise TooManyStreamsError(f"over {self._max_streams} concurrent streams")
+                # §5.1.2: a stream error (a client may open streams before it reads our
+                # SETTINGS); floods of them are FrameGuard's business
+                self._out.append(
+                    frame(RST_STREAM, 0, stream_id, _UINT32.pack(ErrorCodes.REFUSED_STREAM))
+                )
+                self._forget(stream_id)
+                self.refused_streams += 1
+                return
             stream = self.streams[stream_id] = _Stream(
                 self._initial_send_window, self._stream_window
             )

@@ -26,7 +26,6 @@ from h2.exceptions import (
     FlowControlError,
     ProtocolError,
     StreamClosedError,
-    TooManyStreamsError,
 )
 from hpack import Encoder
 from hyperframe.frame import (
@@ -277,12 +276,76 @@ def test_a_goaway_from_the_client_is_an_event() -> None:
     assert terminated.error_code == ErrorCodes.NO_ERROR
 
 
-def test_more_streams_than_allowed() -> None:
+def test_a_stream_over_the_limit_is_refused_and_the_connection_goes_on() -> None:
     server = raw_server()
     for stream_id in (1, 3, 5, 7):
         server.receive_data(HeadersFrame(stream_id, block(), flags=["END_HEADERS"]).serialize())
-    with pytest.raises(TooManyStreamsError):
-        server.receive_data(HeadersFrame(9, block(), flags=["END_HEADERS"]).serialize())
+    server.data_to_send()
+    # §5.1.2: a stream error; a client may open streams before it reads our SETTINGS
+    assert server.receive_data(HeadersFrame(9, block(), flags=["END_HEADERS"]).serialize()) == []
+    assert server.data_to_send() == RstStreamFrame(9, error_code=7).serialize()  # REFUSED
+    assert server.refused_streams == 1
+    server.reset_stream(1, ErrorCodes.CANCEL)  # one ends: the next fits
+    [request] = server.receive_data(HeadersFrame(11, block(), flags=["END_HEADERS"]).serialize())
+    assert isinstance(request, RequestReceived) and request.stream_id == 11
+
+
+def test_an_empty_data_ends_a_stream_whose_window_went_negative() -> None:
+    server = raw_server()
+    server.receive_data(HeadersFrame(1, block(), flags=["END_HEADERS", "END_STREAM"]).serialize())
+    server.send_headers(1, [(b":status", b"200")])
+    server.send_data(1, b"hello")
+    server.receive_data(SettingsFrame(0, settings={S.INITIAL_WINDOW_SIZE: 0}).serialize())
+    assert server.local_flow_control_window(1) == -5  # §6.9.2: a window may go negative
+    with pytest.raises(FlowControlError):
+        server.send_data(1, b"x")
+    server.data_to_send()
+    server.send_data(1, b"", end_stream=True)  # §6.9.1: allowed without window
+    assert server.data_to_send() == DataFrame(1, b"", flags=["END_STREAM"]).serialize()
+    assert 1 not in server.streams
+
+
+def test_streams_whose_data_waits_unread_do_not_stall_the_others() -> None:
+    # the connection window is 4 stream windows; three streams fill theirs while their
+    # backends are slow (nothing acknowledged): what a fourth one had read must come back
+    server = raw_server()
+    server.increment_flow_control_window(3 * 65535)
+    server.data_to_send()
+    for stream_id in (1, 3, 5, 7):
+        server.receive_data(HeadersFrame(stream_id, block(), flags=["END_HEADERS"]).serialize())
+    for at in range(0, 65535, 16383):
+        [event] = server.receive_data(DataFrame(1, b"x" * min(16383, 65535 - at)).serialize())
+        server.acknowledge_received_data(event.flow_controlled_length, 1)
+    server.data_to_send()
+    for stream_id in (3, 5, 7):
+        for at in range(0, 65535, 16383):
+            server.receive_data(DataFrame(stream_id, b"x" * min(16383, 65535 - at)).serialize())
+    updates = server.data_to_send()
+    client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    client.initiate_connection()
+    given = sum(
+        e.delta
+        for e in client.receive_data(updates)
+        if isinstance(e, WindowUpdated) and not e.stream_id
+    )
+    assert given == 65535  # stream 1's bytes, back on the connection window
+
+
+def test_a_later_goaway_never_raises_the_last_stream_id() -> None:
+    server = raw_server()
+    server.receive_data(HeadersFrame(1, block(), flags=["END_HEADERS"]).serialize())
+    server.close_connection(0, last_stream_id=1)  # a graceful shutdown
+    server.receive_data(HeadersFrame(3, block(), flags=["END_HEADERS"]).serialize())
+    server.close_connection(ErrorCodes.PROTOCOL_ERROR)
+    client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    client.initiate_connection()
+    data = server.data_to_send()
+    lasts = [
+        int.from_bytes(data[at + 9 : at + 13], "big")
+        for at in range(len(data) - 8)
+        if data[at + 3] == 0x7 and data[at : at + 3] == b"\x00\x00\x08"
+    ]
+    assert lasts == [1, 1]
 
 
 def test_an_hpack_bomb_is_a_denial_of_service() -> None:
@@ -350,6 +413,10 @@ CONNECTION_ERRORS = {
         HeadersFrame(5, block(), flags=["END_HEADERS"]).serialize()
         + HeadersFrame(3, block(), flags=["END_HEADERS"]).serialize(),
         ErrorCodes.PROTOCOL_ERROR,
+    ),
+    "PRIORITY of 4 bytes on an idle stream": (
+        bytes.fromhex("000004020000000009") + b"\0" * 4,
+        ErrorCodes.FRAME_SIZE_ERROR,
     ),
     "RST_STREAM on an idle stream": (
         RstStreamFrame(7, error_code=0).serialize(),
