@@ -274,6 +274,12 @@ class H2Engine:
                 return []
             if not buffer.startswith(PREFACE):
                 self._connection_error(ErrorCodes.PROTOCOL_ERROR, "invalid connection preface")
+            if len(buffer) < len(PREFACE) + 9:
+                self._in = buffer
+                return []
+            if buffer[len(PREFACE) + 3] != SETTINGS:
+                # §3.4: the preface is the magic string and then a SETTINGS frame
+                self._connection_error(ErrorCodes.PROTOCOL_ERROR, "no SETTINGS after the preface")
             self._preface_seen = True
             at = len(PREFACE)
         events: list[Event] = []
@@ -349,7 +355,9 @@ class H2Engine:
             # a stream already closed (a reset crossing this DATA): the application gives
             # the connection window back, as for any DATA nobody reads
             events.append(DataReceived(stream_id=stream_id, data=b"", flow_controlled_length=size))
-            if stream is not None:
+            if stream is not None or stream_id not in self._reset_by_us:
+                # after the client's END_STREAM, or on a stream closed otherwise than by our
+                # reset (whose late DATA is expected): §5.1, STREAM_CLOSED
                 self._stream_error(stream_id, ErrorCodes.STREAM_CLOSED, events)
             return
         if size > stream.recv_window:
@@ -429,7 +437,9 @@ class H2Engine:
             return
         else:
             if not ended:
-                self._connection_error(ErrorCodes.PROTOCOL_ERROR, "trailers without END_STREAM")
+                # §8.1: a second HEADERS must end the stream; else the request is malformed
+                self._stream_error(stream_id, ErrorCodes.PROTOCOL_ERROR, events)
+                return
             event = TrailersReceived(stream_id=stream_id, headers=headers)
         events.append(event)
         if ended:

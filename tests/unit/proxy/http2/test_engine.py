@@ -422,11 +422,6 @@ CONNECTION_ERRORS = {
         RstStreamFrame(7, error_code=0).serialize(),
         ErrorCodes.PROTOCOL_ERROR,
     ),
-    "trailers without END_STREAM": (
-        HeadersFrame(1, block(), flags=["END_HEADERS"]).serialize()
-        + HeadersFrame(1, block([(b"x-t", b"1")]), flags=["END_HEADERS"]).serialize(),
-        ErrorCodes.PROTOCOL_ERROR,
-    ),
 }
 
 
@@ -439,6 +434,33 @@ def test_connection_errors(case: str) -> None:
     assert caught.value.error_code == code
     assert goaway_code(server) == code
     assert server.receive_data(DataFrame(1, b"x").serialize()) == []  # nothing more is read
+
+
+def test_trailers_without_end_stream_reset_the_stream_only() -> None:
+    server = raw_server()
+    server.receive_data(HeadersFrame(1, block(), flags=["END_HEADERS"]).serialize())
+    [reset] = server.receive_data(
+        HeadersFrame(1, block([(b"x-t", b"1")]), flags=["END_HEADERS"]).serialize()
+    )
+    assert isinstance(reset, StreamReset) and reset.error_code == ErrorCodes.PROTOCOL_ERROR
+    [request] = server.receive_data(HeadersFrame(3, block(), flags=["END_HEADERS"]).serialize())
+    assert isinstance(request, RequestReceived)
+
+
+def test_data_on_a_stream_both_sides_ended_is_stream_closed() -> None:
+    server = raw_server()
+    server.receive_data(HeadersFrame(1, block(), flags=["END_HEADERS", "END_STREAM"]).serialize())
+    server.send_headers(1, [(b":status", b"204")], end_stream=True)
+    server.data_to_send()
+    [credit] = server.receive_data(DataFrame(1, b"x").serialize())
+    assert credit.flow_controlled_length == 1  # the connection window is still given back
+    assert server.data_to_send() == RstStreamFrame(1, error_code=5).serialize()  # STREAM_CLOSED
+
+
+def test_the_preface_must_be_followed_by_settings() -> None:
+    server = H2Engine(SETTINGS)
+    with pytest.raises(ProtocolError):
+        server.receive_data(PREFACE + PingFrame(0, b"12345678").serialize())
 
 
 def test_an_invalid_preface() -> None:
