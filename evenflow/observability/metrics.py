@@ -266,7 +266,8 @@ class EvenflowCollector(Collector):
         )
         streams = CounterMetricFamily(
             "evenflow_http2_streams",
-            "HTTP/2 requests received, and those reset as malformed (PROTOCOL_ERROR).",
+            "HTTP/2 requests received, those reset as malformed (PROTOCOL_ERROR), and those "
+            "refused over max_concurrent_streams (REFUSED_STREAM).",
             labels=["listener", "outcome"],
         )
         cut = CounterMetricFamily(
@@ -283,6 +284,7 @@ class EvenflowCollector(Collector):
             connections.add_metric([name], h2.connections)
             streams.add_metric([name, "received"], h2.streams)
             streams.add_metric([name, "malformed"], h2.malformed)
+            streams.add_metric([name, "refused"], h2.refused)
             cut.add_metric([name, "protocol_error"], h2.protocol_errors)
             for reason, count in h2.abuse.items():
                 cut.add_metric([name, reason], count)

@@ -95,6 +95,7 @@ class H2Connection(asyncio.Protocol):
         "_dirty",
         "_flush_handle",
         "_receiving",
+        "_refused",
         # watchdog
         "_bytes_in",
         "_last_check",
@@ -153,6 +154,7 @@ class H2Connection(asyncio.Protocol):
         self._flush_handle: asyncio.Handle | None = None
         self._receiving = False  # inside data_received, which flushes when it is done
         self._bytes_in = 0
+        self._refused = 0  # streams the engine refused, as counted in the listener's stats
         self._last_check = -1
         self._quiet_periods = 0
 
@@ -229,6 +231,10 @@ class H2Connection(asyncio.Protocol):
             log.debug("HTTP/2 protocol error from %s: %s", self.client_ip, exc)
             self._shut()
             return
+        refused = self.h2.refused_streams - self._refused
+        if refused:
+            self._refused += refused
+            self.stats.refused += refused
         self._receiving = True  # what the streams write now leaves with the flush below
         try:
             self._dispatch(events)

@@ -149,11 +149,12 @@ class FrameGuard:
 class Http2Stats:
     """One listener's HTTP/2 counters (read by observability/metrics.py when scraped)."""
 
-    __slots__ = ("connections", "streams", "malformed", "protocol_errors", "abuse")
+    __slots__ = ("connections", "streams", "malformed", "refused", "protocol_errors", "abuse")
 
     def __init__(self) -> None:
         self.connections = 0  # client connections that spoke HTTP/2
         self.streams = 0  # requests received over them
         self.malformed = 0  # streams reset for a malformed request (PROTOCOL_ERROR)
+        self.refused = 0  # streams over MAX_CONCURRENT_STREAMS, reset with REFUSED_STREAM
         self.protocol_errors = 0  # connections closed for an HTTP/2 protocol error
         self.abuse: dict[str, int] = {}  # reason → connections closed with ENHANCE_YOUR_CALM

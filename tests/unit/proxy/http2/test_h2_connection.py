@@ -54,6 +54,22 @@ async def test_many_streams_on_one_connection(pair: MakePair) -> None:
     assert p.ctx.http2 is not None and p.ctx.http2.streams == 50
 
 
+async def test_a_stream_over_max_concurrent_streams_is_refused_and_counted(
+    pair: MakePair,
+) -> None:
+    p = pair(config(max_concurrent_streams=1))
+    first = p.request("/nowhere", end=False)  # stays open: its request is not finished
+    second = p.request("/nowhere")  # sent before the client read evenflow's SETTINGS
+    events = await p.events()
+    [refused] = of(events, StreamReset)
+    assert (refused.stream_id, refused.error_code) == (second, ErrorCodes.REFUSED_STREAM)
+    assert not of(events, ConnectionTerminated) and not p.sock.closed
+    assert p.ctx.http2 is not None and p.ctx.http2.refused == 1
+    p.client.end_stream(first)
+    p.send()
+    assert [e.stream_id for e in of(await p.events(), StreamEnded)] == [first]
+
+
 async def test_grpc_error_is_a_trailers_only_response(pair: MakePair) -> None:
     p = pair()
     sid = p.request(
