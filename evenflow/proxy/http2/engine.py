@@ -133,6 +133,7 @@ class H2Engine:
         self._reset_by_us: dict[int, None] = {}  # recent streams evenflow reset, oldest first
         self._goaway_last: int | None = None  # the last stream id of the GOAWAY we sent
         self.refused_streams = 0  # over SETTINGS_MAX_CONCURRENT_STREAMS: RST REFUSED_STREAM
+        self._self_dependent = 0  # a HEADERS' stream that named itself as its dependency
         # a header block in progress: (stream id, END_STREAM, fragments), awaiting CONTINUATION
         self._block: tuple[int, bool, list[bytes]] | None = None
 
@@ -325,6 +326,8 @@ class H2Engine:
                         # §5.1: no RST_STREAM on an idle stream
                         self._connection_error(ErrorCodes.FRAME_SIZE_ERROR, "PRIORITY not 5 bytes")
                     self._stream_error(stream_id, ErrorCodes.FRAME_SIZE_ERROR, events)
+                elif _UINT32.unpack_from(payload)[0] & _STREAM_MASK == stream_id:
+                    self._stream_error(stream_id, ErrorCodes.PROTOCOL_ERROR, events)  # §5.3.1
             elif kind == CONTINUATION:
                 self._on_continuation(flags, stream_id, payload, events)
             elif kind == GOAWAY:
@@ -381,6 +384,8 @@ class H2Engine:
         if flags & PRIORITY_FLAG:
             if len(fragment) < 5:
                 self._connection_error(ErrorCodes.FRAME_SIZE_ERROR, "HEADERS too short")
+            if _UINT32.unpack_from(fragment)[0] & _STREAM_MASK == stream_id:
+                self._self_dependent = stream_id  # reset once its block is decoded (§5.3.1)
             fragment = fragment[5:]
         if flags & END_HEADERS:
             self._on_block(stream_id, bool(flags & END_STREAM), fragment, events)
@@ -410,6 +415,11 @@ class H2Engine:
         stream = self.streams.get(stream_id)
         if stream_id > self.highest_inbound_stream_id:
             self.highest_inbound_stream_id = stream_id
+            if self._self_dependent == stream_id:
+                # §5.3.1: a stream that depends on itself is a stream error
+                self._self_dependent = 0
+                self._stream_error(stream_id, ErrorCodes.PROTOCOL_ERROR, events)
+                return
             if len(self.streams) >= self._max_streams:
                 # §5.1.2: a stream error (a client may open streams before it reads our
                 # SETTINGS); floods of them are FrameGuard's business

@@ -457,6 +457,19 @@ def test_data_on_a_stream_both_sides_ended_is_stream_closed() -> None:
     assert server.data_to_send() == RstStreamFrame(1, error_code=5).serialize()  # STREAM_CLOSED
 
 
+def test_a_stream_that_depends_on_itself_is_reset() -> None:
+    server = raw_server()
+    headers = HeadersFrame(1, block(), flags=["END_HEADERS", "PRIORITY"], depends_on=1)
+    assert server.receive_data(headers.serialize()) == []  # never a request
+    assert server.data_to_send() == RstStreamFrame(1, error_code=1).serialize()
+    priority = bytes.fromhex("0000050200000000030000000310")  # 3 on itself
+    assert server.receive_data(priority) == []
+    assert server.data_to_send().endswith(RstStreamFrame(3, error_code=1).serialize())
+    # the first block was decoded all the same: the table is in step for the next
+    [request] = server.receive_data(HeadersFrame(5, block(), flags=["END_HEADERS"]).serialize())
+    assert request.headers == REQUEST
+
+
 def test_the_preface_must_be_followed_by_settings() -> None:
     server = H2Engine(SETTINGS)
     with pytest.raises(ProtocolError):
