@@ -108,15 +108,13 @@ def callgrind_control(flag: str, pids: list[int]) -> None:
 def dumped_instructions(outdir: Path, timeout_s: float = 60.0) -> int:
     """The instructions of every dump in `outdir` (one per process), once all are written."""
     deadline = time.monotonic() + timeout_s
-    total = 0
     while time.monotonic() < deadline:
         dumps = sorted(outdir.glob("callgrind.*.*"))  # callgrind.<pid>.<n>: a dump on demand
         summaries = [
             re.search(r"^summary: (\d+)", d.read_text(errors="replace"), re.M) for d in dumps
         ]
         if dumps and all(summaries):
-            total = sum(int(m.group(1)) for m in summaries if m)
-            return total
+            return sum(int(m.group(1)) for m in summaries if m)
         time.sleep(0.5)
     raise RuntimeError(f"callgrind wrote no complete dump in {outdir} within {timeout_s:.0f} s")
 

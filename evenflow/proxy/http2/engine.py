@@ -350,7 +350,6 @@ class H2Engine:
         data = _unpadded(payload) if flags & PADDED else payload
         if data is None:
             self._connection_error(ErrorCodes.PROTOCOL_ERROR, "padding longer than the frame")
-            return
         stream = self.streams.get(stream_id)
         if stream is None or stream.remote_closed:
             if stream_id > self.highest_inbound_stream_id:
@@ -379,7 +378,6 @@ class H2Engine:
             unpadded = _unpadded(payload)
             if unpadded is None:
                 self._connection_error(ErrorCodes.PROTOCOL_ERROR, "padding longer than the frame")
-                return
             fragment = unpadded
         if flags & PRIORITY_FLAG:
             if len(fragment) < 5:
@@ -398,7 +396,6 @@ class H2Engine:
         block = self._block
         if block is None or block[0] != stream_id:
             self._connection_error(ErrorCodes.PROTOCOL_ERROR, "CONTINUATION out of place")
-        assert block is not None
         block[2].append(payload)
         if flags & END_HEADERS:
             self._block = None

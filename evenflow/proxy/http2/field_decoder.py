@@ -76,14 +76,7 @@ class FieldDecoder(Decoder):
                     else:
                         raise HPACKDecodingError(f"field index {index} is in neither table")
                 elif byte & 0x40:  # §6.2.1: a literal, added to the table
-                    index = byte & 0x3F
-                    if index == 0x3F:
-                        index, at = _integer(data, at, index)
-                    if index:
-                        name = self._entry(index)[0]
-                    else:
-                        name, at = _string(data, at)
-                    value, at = _string(data, at)
+                    name, value, at = self._literal(data, at, byte & 0x3F, 0x3F)
                     field = (name, value)
                     self._add(name, value)
                 elif byte & 0x20:  # §6.3: a dynamic table size update
@@ -99,14 +92,7 @@ class FieldDecoder(Decoder):
                     self.header_table_size = size
                     continue
                 else:  # §6.2.2 and §6.2.3: a literal not added (0000), or never indexed (0001)
-                    index = byte & 0x0F
-                    if index == 0x0F:
-                        index, at = _integer(data, at, index)
-                    if index:
-                        name = self._entry(index)[0]
-                    else:
-                        name, at = _string(data, at)
-                    value, at = _string(data, at)
+                    name, value, at = self._literal(data, at, byte & 0x0F, 0x0F)
                     field = NeverIndexedHeaderTuple(name, value) if byte & 0x10 else (name, value)
                 fields.append(field)
                 listed += len(field[0]) + len(field[1]) + _ENTRY_OVERHEAD
@@ -121,6 +107,18 @@ class FieldDecoder(Decoder):
             # the limit (§4.2)
             raise InvalidTableSizeError("table size not reduced to the allowed maximum")
         return fields
+
+    def _literal(self, data: bytes, at: int, index: int, full: int) -> tuple[bytes, bytes, int]:
+        """§6.2: a literal's name (by index, or a string when the index is 0) and value;
+        `index` is the prefix's value, continued past `at` when it is `full`."""
+        if index == full:
+            index, at = _integer(data, at, index)
+        if index:
+            name = self._entry(index)[0]
+        else:
+            name, at = _string(data, at)
+        value, at = _string(data, at)
+        return name, value, at
 
     def _entry(self, index: int) -> tuple[bytes, bytes]:
         """The static (1-61) or dynamic (62-) table's entry `index` (§2.3.3)."""
