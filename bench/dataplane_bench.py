@@ -23,11 +23,10 @@ writing the lines count too). Bytecodes with --count, else time.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -129,13 +128,6 @@ def _time_work(step: Callable[[], None], n: int, rounds: int = 20) -> tuple[floa
     return times[0], times[len(times) // 2]
 
 
-def _log_without_metrics(self: DownstreamConnection, exchange: Any) -> None:
-    # DownstreamConnection._log less the metric series: the "before metrics" data path
-    access_log = self.ctx.access_log
-    if access_log is not None:
-        access_log.log_exchange(self.listener_name, exchange)
-
-
 VARIANTS = {  # name: (metric counters, trace context, access log format or None)
     "bare": (False, False, None),
     "metrics": (True, False, None),
@@ -147,7 +139,11 @@ VARIANTS = {  # name: (metric counters, trace context, access log format or None
 
 
 def _setup(
-    loop: asyncio.AbstractEventLoop, tracing: bool, log_format: str | None, workdir: Path
+    loop: asyncio.AbstractEventLoop,
+    metrics: bool,
+    tracing: bool,
+    log_format: str | None,
+    workdir: Path,
 ) -> tuple[Callable[[], None], Callable[[], None]]:
     """One proxied request per call of the first function; the second checks and cleans up."""
     config = load_data(
@@ -156,6 +152,7 @@ def _setup(
             "pools": {"web": {"backends": ["127.0.0.1:2"]}},
             "access_log": {"path": "off"},
             "tracing": {"enabled": tracing},
+            "metrics": {"requests": metrics},
         }
     ).config
     controller = Controller(config)
@@ -191,7 +188,7 @@ async def main(n: int, count_only: bool = False, observability: bool = False) ->
     loop = asyncio.get_running_loop()
     with tempfile.TemporaryDirectory(prefix="evenflow-dataplane-") as tmp:
         if not observability:
-            step, done = _setup(loop, True, None, Path(tmp))
+            step, done = _setup(loop, True, True, None, Path(tmp))
             if count_only:
                 opcodes, calls = _count_work(step, 2000)
                 print(f"{opcodes:.0f} bytecodes and {calls:.0f} calls per proxied request")
@@ -205,17 +202,15 @@ async def main(n: int, count_only: bool = False, observability: bool = False) ->
             return
         steps = {}
         for name, (metrics, tracing, log_format) in VARIANTS.items():
-            with _metrics(metrics):
-                steps[name] = _setup(loop, tracing, log_format, Path(tmp))
+            steps[name] = _setup(loop, metrics, tracing, log_format, Path(tmp))
         results: dict[str, list[float]] = {name: [] for name in VARIANTS}
         # variants interleaved, round after round, so the machine's drift hits them all alike
         for _ in range(1 if count_only else 20):
             for name, (step, _) in steps.items():
-                with _metrics(VARIANTS[name][0]):
-                    if count_only:
-                        results[name].append(_count_work(step, 2000)[0])
-                    else:
-                        results[name].append(_time_work(step, n // 20, rounds=1)[0])
+                if count_only:
+                    results[name].append(_count_work(step, 2000)[0])
+                else:
+                    results[name].append(_time_work(step, n // 20, rounds=1)[0])
         for _, finish in steps.values():
             finish()
     unit = "bytecodes" if count_only else "us (min of 20 rounds)"
@@ -223,18 +218,6 @@ async def main(n: int, count_only: bool = False, observability: bool = False) ->
     print(f"{'variant':<22} {unit:>22} {'vs bare':>8}")
     for name, values in results.items():
         print(f"{name:<22} {min(values):>22.1f} {min(values) / base:>8.3f}")
-
-
-@contextlib.contextmanager
-def _metrics(on: bool) -> Iterator[None]:
-    """The data path with its metric series (the real `_log`), or without them."""
-    real = DownstreamConnection._log
-    if not on:
-        DownstreamConnection._log = _log_without_metrics  # type: ignore[method-assign]
-    try:
-        yield
-    finally:
-        DownstreamConnection._log = real  # type: ignore[method-assign]
 
 
 if __name__ == "__main__":

@@ -64,21 +64,9 @@ RESULTS = ROOT / "bench" / "results"
 TOOLS: dict[str, str | None] = {"nginx": "nginx", "haproxy": "haproxy", "wrk": "wrk"}  # cmd -> pkg
 PROXIES = ("nginx", "haproxy", "evenflow")
 LOGGED = "evenflow+log"  # evenflow with its access log written to a file (--evenflow-log)
-BARE = "evenflow-bare"  # evenflow without metric counters and trace context (--evenflow-bare)
+BARE = "evenflow-bare"  # evenflow without metric counters and trace context (--evenflow-bare):
+# `metrics: {requests: false}` and `tracing: {enabled: false}`, the data path before metrics
 EVENFLOWS = ("evenflow", LOGGED, BARE)
-# `python -c BARE_MAIN run -c FILE`: evenflow's CLI with the per-request metric series patched
-# out of the data path, i.e. the data path as it was before metrics
-BARE_MAIN = """
-import sys
-from evenflow.proxy.http1.downstream import DownstreamConnection
-
-def _log_nothing(self, exchange):
-    pass
-
-DownstreamConnection._log = _log_nothing
-from evenflow.cli import main
-sys.exit(main(sys.argv[1:]))
-"""
 PATH = "/1k"
 BODY_BYTES = 1024
 # Root's PATH has the sbin directories, a user's often does not; nginx and haproxy live there.
@@ -350,7 +338,7 @@ def start_evenflow(
     """evenflow in front of the backend, as `variant` (one of EVENFLOWS) configures it."""
     conf = workdir / f"{variant}.yaml"
     access_log = json.dumps(str(workdir / "access.log")) if variant == LOGGED else '"off"'
-    tracing = "false" if variant == BARE else "true"
+    observed = "false" if variant == BARE else "true"
     conf.write_text(
         f"""
 listeners:
@@ -365,12 +353,13 @@ access_log:
   path: {access_log}
   format: {log_format}
 tracing:
-  enabled: {tracing}
+  enabled: {observed}
+metrics:
+  requests: {observed}
 drain_timeout: 2s
 """
     )
-    program = ["-c", BARE_MAIN] if variant == BARE else ["-m", "evenflow"]
-    return Started(variant, [evenflow_python(), *program, "run", "-c", str(conf)], workdir)
+    return Started(variant, [evenflow_python(), "-m", "evenflow", "run", "-c", str(conf)], workdir)
 
 
 def wait_ready(started: Started, port: int, timeout_s: float = 15.0) -> None:

@@ -592,6 +592,16 @@ class Admin(Model):
     )
 
 
+class Metrics(Model):
+    requests: bool = Field(
+        True,
+        description="Count every request in the series by listener, route, pool and backend: "
+        "requests by status class, bytes, and the duration and time-to-first-byte histograms. "
+        "false skips that work on every request (bench/run.py's evenflow-bare measures what it "
+        "costs); the gauges of backends, health and connections stay. Default true.",
+    )
+
+
 class Config(Model):
     listeners: list[Listener] = Field(min_length=1, description="Where evenflow accepts clients.")
     pools: dict[str, Pool] = Field(min_length=1, description="Named sets of backends.")
@@ -600,6 +610,9 @@ class Config(Model):
     )
     admin: Admin | None = Field(None, description="The admin API and dashboard; off if omitted.")
     tracing: Tracing = Field(default_factory=Tracing, description="W3C trace context propagation.")
+    metrics: Metrics = Field(
+        default_factory=Metrics, description="What the data path counts for GET /metrics."
+    )
     drain_timeout: Duration = Field(
         15.0,
         description="On SIGTERM or SIGINT, how long in-flight requests may take to finish "

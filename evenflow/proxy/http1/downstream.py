@@ -94,6 +94,7 @@ class HttpListenerContext:
         "opened",
         "tracing",
         "trace_header",
+        "count_requests",
         "client_cert_header",
         "http2",
         "_rid_prefix",
@@ -126,6 +127,7 @@ class HttpListenerContext:
         tracing = source.snapshot.config.tracing
         self.tracing = tracing.enabled
         self.trace_header = tracing.response_header
+        self.count_requests = source.snapshot.config.metrics.requests
         # mTLS: the header carrying the verified client certificate's subject (set with TLS)
         self.client_cert_header: bytes | None = None
         self.http2: Http2Stats | None = None  # made by the first HTTP/2 connection
@@ -1065,6 +1067,14 @@ class DownstreamConnection(asyncio.Protocol):
 
     def _log(self, exchange: Exchange) -> None:
         """Count the finished exchange in the metrics, and log its line."""
+        duration = time.perf_counter() - exchange.started_at
+        if self.ctx.count_requests:
+            self._count(exchange, duration)
+        access_log = self.ctx.access_log
+        if access_log is not None:
+            access_log.log_exchange(self.listener_name, exchange, duration)
+
+    def _count(self, exchange: Exchange, duration: float) -> None:
         route = exchange.route
         cache = route.series if route is not None else self.ctx.unrouted
         backend = exchange.backend
@@ -1082,13 +1092,9 @@ class DownstreamConnection(asyncio.Protocol):
         series.classes[status // 100 if 100 <= status < 600 else 0] += 1
         series.bytes_in += exchange.bytes_in
         series.bytes_out += exchange.bytes_out
-        duration = time.perf_counter() - exchange.started_at
         series.duration.observe(duration)
         if exchange.ttfb:
             series.ttfb.observe(exchange.ttfb)
-        access_log = self.ctx.access_log
-        if access_log is not None:
-            access_log.log_exchange(self.listener_name, exchange, duration)
 
     def _log_error(self, error: ProxyError) -> None:
         access_log = self.ctx.access_log

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -83,3 +85,37 @@ async def test_a_response_cut_by_the_clients_bad_input_says_why(
     assert line["status"] == 200 and line["path"] == "/upload"
     [failure] = line["failures"]
     assert failure.startswith("client: ") and "chunk" in failure, failure
+
+
+async def test_metrics_requests_false_counts_nothing_but_still_logs(
+    backends: StartBackends, proxy: StartProxy, tmp_path: Path
+) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from evenflow.observability.metrics import make_registry, render
+
+    (a,) = await backends("a")
+    counted = await proxy(config({"p": {"backends": [a.address]}}, pool="p"))
+    uncounted = await proxy(
+        config(
+            {"p": {"backends": [a.address]}},
+            pool="p",
+            metrics={"requests": False},
+            access_log={"path": str(tmp_path / "uncounted.log")},
+        )
+    )
+    for p in (counted, uncounted):
+        async with httpx.AsyncClient(base_url=p.url, timeout=5) as c:
+            for _ in range(3):
+                assert (await c.get("/x")).status_code == 200
+
+    def requests_total(p: Any) -> float:
+        text = render(make_registry(p.server)).decode()
+        families = {f.name: f for f in text_string_to_metric_families(text)}
+        return sum(s.value for s in families["evenflow_requests"].samples)
+
+    assert requests_total(counted) == 3
+    assert requests_total(uncounted) == 0
+    await asyncio.sleep(0.5)  # the log is written a few times a second
+    lines = (tmp_path / "uncounted.log").read_text().splitlines()
+    assert [json.loads(line)["status"] for line in lines] == [200, 200, 200]
