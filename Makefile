@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint typecheck unit bench bench-count clean
+.PHONY: demo test lint typecheck unit native bench bench-count clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,19 +18,30 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@ $(VENV)/.installed
 
+# The data path compiled by mypyc, beside its sources (scripts/build_native.py). Rebuilt when
+# any source changes; until then evenflow/native.py runs the changed sources as Python.
+NATIVE := evenflow/_native.json
+$(NATIVE): $(VENV)/.installed-test scripts/build_native.py $(shell find evenflow -name '*.py')
+	$(BIN)/python scripts/build_native.py
+
+native: $(NATIVE)
+
 demo: $(VENV)/.installed
 	$(BIN)/evenflow demo
 
 test: $(VENV)/.installed-test
 	scripts/test-tools.sh
-	$(BIN)/ruff check evenflow tests bench
-	$(BIN)/ruff format --check evenflow tests bench
-	$(BIN)/mypy evenflow
+	$(BIN)/ruff check evenflow tests bench scripts
+	$(BIN)/ruff format --check evenflow tests bench scripts
+	$(BIN)/mypy evenflow scripts/build_native.py
+	$(MAKE) native
 	$(BIN)/pytest -q
+	# the same code as pure Python, as it runs where no C compiler is (the unit tests)
+	EVENFLOW_NATIVE=0 $(BIN)/pytest -q -p no:cacheprovider tests/unit
 
 lint: $(VENV)/.installed-test
-	$(BIN)/ruff check evenflow tests bench
-	$(BIN)/ruff format --check evenflow tests bench
+	$(BIN)/ruff check evenflow tests bench scripts
+	$(BIN)/ruff format --check evenflow tests bench scripts
 
 typecheck: $(VENV)/.installed-test
 	$(BIN)/mypy evenflow
@@ -39,13 +50,14 @@ unit: $(VENV)/.installed-test
 	$(BIN)/pytest -q tests/unit
 
 # against nginx and HAProxy on this machine; not part of `make test`
-bench: $(VENV)/.installed-test
+bench: $(VENV)/.installed-test $(NATIVE)
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/tls.py
 
 # instructions per request under callgrind: exact, where the timings above are noisy
-bench-count: $(VENV)/.installed-test
+bench-count: $(VENV)/.installed-test $(NATIVE)
 	$(BIN)/python bench/instructions.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build $(NATIVE)
+	find evenflow -name '*.so' -delete

@@ -17,6 +17,7 @@ import signal
 import socket
 from typing import Any
 
+from evenflow import native
 from evenflow.config.l4 import TcpListener
 from evenflow.config.load import ConfigError, load_file
 from evenflow.config.model import Config, HttpListener, Listener
@@ -105,6 +106,7 @@ class Server:
             await self.stop()
             raise
         self.controller.listeners_bound = True
+        log.info("data path: %s", native.status)
         await self.controller.start()
         self._tls_watch = loop.create_task(self._watch_certificates())
 

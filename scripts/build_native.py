@@ -1,0 +1,135 @@
+"""Compile evenflow's data path with mypyc, in place: `.venv/bin/python scripts/build_native.py`.
+
+The modules in NATIVE_MODULES are evenflow's per-request code: plain, strictly typed Python that
+mypyc turns into C extension modules, written beside their sources (and ignored by git). What
+that buys is measured by bench/instructions.py: see ARCHITECTURE.md.
+
+Then it writes evenflow/_native.json: the modules and a digest of every evenflow source. At
+`import evenflow`, evenflow/native.py uses the compiled modules only while that digest matches
+the sources; after any edit evenflow runs as pure Python until this script runs again (the
+Makefile does, when a source is newer than the manifest).
+
+It needs mypy (which brings mypyc: a test dependency) and a C compiler. Without them, or when
+the compiler fails, it says why, leaves no extension module behind, records the reason in the
+manifest, and exits 0: evenflow then runs as pure Python and says so at start. --require turns
+that into exit status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = ROOT / "evenflow"
+sys.path.insert(0, str(ROOT))
+
+from evenflow.native import MANIFEST, source_digest  # noqa: E402  (the package, not installed)
+
+# The per-request path of HTTP/1.1 and what it calls on every request. A module belongs here
+# when it is hot and all it receives is what its annotations say (compiled code checks them).
+NATIVE_MODULES = [
+    "evenflow/proxy/http1/downstream.py",
+    "evenflow/proxy/http1/exchange.py",
+    "evenflow/proxy/http1/framing.py",
+    "evenflow/proxy/http1/heads.py",
+    "evenflow/proxy/http1/response_head.py",
+    "evenflow/proxy/http1/upstream.py",
+    "evenflow/proxy/watchdog.py",
+    "evenflow/core/backend.py",
+    "evenflow/core/pool.py",
+    "evenflow/core/request.py",
+    "evenflow/routing/table.py",
+    "evenflow/policies/headers.py",
+    "evenflow/balancing/base.py",
+    "evenflow/balancing/least_conn.py",
+    "evenflow/balancing/power_of_two.py",
+    "evenflow/balancing/random_pick.py",
+    "evenflow/balancing/round_robin.py",
+    "evenflow/balancing/weighted_round_robin.py",
+    "evenflow/observability/stats.py",
+    "evenflow/observability/tracing.py",
+]
+GROUP = "evenflow._native"  # the shared library: evenflow/_native__mypyc.<abi>.so
+BUILD_TEMP = ROOT / "build" / "native"  # mypyc writes its C to build/, as it always does
+
+
+def remove_previous() -> None:
+    """Every extension module under the package and the manifest: a build starts clean, and a
+    failed one leaves nothing half-made to be imported."""
+    MANIFEST.unlink(missing_ok=True)
+    for suffix in (".so", ".pyd"):
+        for path in PACKAGE.rglob(f"*{suffix}"):
+            path.unlink()
+
+
+def write_manifest(modules: list[str], reason: str = "") -> None:
+    fields: dict[str, object] = {"modules": modules, "digest": source_digest(PACKAGE)}
+    if reason:
+        fields["reason"] = reason
+    MANIFEST.write_text(json.dumps(fields, indent=1) + "\n")
+
+
+def compiler_missing() -> str:
+    compiler = os.environ.get("CC", "cc").split()[0]
+    return "" if shutil.which(compiler) else f"no C compiler ({compiler} is not on PATH)"
+
+
+def compile_in_place() -> None:
+    """mypyc writes the C, setuptools' build_ext compiles it next to the sources."""
+    from mypyc.build import mypycify
+    from setuptools import Distribution  # type: ignore[import-untyped,unused-ignore]
+
+    extensions = mypycify(
+        NATIVE_MODULES,
+        opt_level="3",
+        group_name=GROUP,
+        multi_file=True,  # several C files, compiled in parallel below
+    )
+    for extension in extensions:
+        # mypyc puts a dotted group's header in a directory its multi-file C does not look in
+        extension.include_dirs.append(str(Path("build", *GROUP.split(".")[:-1])))
+    distribution = Distribution({"name": "evenflow", "ext_modules": extensions})
+    build_ext = distribution.get_command_obj("build_ext")
+    build_ext.inplace = True
+    build_ext.parallel = os.cpu_count() or 1
+    build_ext.build_temp = str(BUILD_TEMP / "temp")
+    distribution.run_command("build_ext")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--require", action="store_true", help="exit 1 when it cannot compile")
+    args = parser.parse_args()
+    os.chdir(ROOT)  # mypyc takes the module paths, and pyproject.toml's mypy settings, from here
+    remove_previous()
+    started = time.monotonic()
+    reason = compiler_missing()
+    if not reason:
+        try:
+            import mypyc  # noqa: F401
+        except ImportError:
+            reason = "mypyc is not installed (it comes with mypy, a test dependency)"
+    if not reason:
+        try:
+            compile_in_place()
+        except (Exception, SystemExit) as exc:  # a compiler error, a mypy error: say which
+            remove_previous()
+            reason = f"mypyc could not compile it: {str(exc).strip().splitlines()[-1:]}"
+    if reason:
+        write_manifest([], reason)
+        print(f"build_native: evenflow stays pure Python: {reason}", file=sys.stderr)
+        return 1 if args.require else 0
+    modules = [path.removesuffix(".py").replace("/", ".") for path in NATIVE_MODULES]
+    write_manifest(modules)
+    print(f"build_native: {len(modules)} modules compiled in {time.monotonic() - started:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
