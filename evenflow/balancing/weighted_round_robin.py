@@ -12,7 +12,7 @@ import itertools
 import math
 import operator
 from collections.abc import Callable, Collection, Sequence
-from typing import ClassVar
+from typing import ClassVar, Final
 
 from evenflow.balancing.base import Needs, PickContext, register
 from evenflow.core.backend import BackendState
@@ -21,8 +21,8 @@ from evenflow.core.backend import BackendState
 # spent building it: each of the cycle's picks scans all n backends, and 2**18 steps take ~15 ms
 # here (4000 unequal backends would take a second). Past either bound, or with fractional
 # weights, the algorithm runs live, O(n) per pick.
-MAX_CYCLE = 4096
-MAX_BUILD_STEPS = 1 << 18
+MAX_CYCLE: Final = 4096
+MAX_BUILD_STEPS: Final = 1 << 18
 
 
 class _Smooth:

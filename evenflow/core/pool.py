@@ -15,10 +15,11 @@ start or panic: the control plane builds each balancer from `view(...)`'s answer
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Final
 
 from evenflow.core.backend import Admin, BackendState, Health
 
-SLOW_START_FLOOR = 0.1  # a recovering backend starts at 10% of its weight
+SLOW_START_FLOOR: Final = 0.1  # a recovering backend starts at 10% of its weight
 
 
 class PoolView:

@@ -16,7 +16,7 @@ import socket
 import struct
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Protocol, cast
+from typing import TYPE_CHECKING, Final, Protocol, cast
 
 import httptools
 
@@ -48,7 +48,7 @@ log = logging.getLogger(__name__)
 
 # nginx's status for a request whose client closed the connection before it was answered;
 # only logged and counted, never sent
-CLIENT_CLOSED_REQUEST = 499
+CLIENT_CLOSED_REQUEST: Final = 499
 
 
 class SnapshotSource(Protocol):
@@ -147,11 +147,11 @@ class HttpListenerContext:
 
 
 # reasons reading from the client is paused (a bit each; reading resumes when none is left)
-_PAUSE_BACKPRESSURE = 1  # the backend connection's write buffer is full
-_PAUSE_HOLD = 2  # too much body held while no backend is ready
-_PAUSE_QUEUE = 4  # a pipelined request waits for the current one to be answered
+_PAUSE_BACKPRESSURE: Final = 1  # the backend connection's write buffer is full
+_PAUSE_HOLD: Final = 2  # too much body held while no backend is ready
+_PAUSE_QUEUE: Final = 4  # a pipelined request waits for the current one to be answered
 
-_REQUEST_SPECIAL = frozenset(
+_REQUEST_SPECIAL: Final = frozenset(
     (
         b"connection",
         b"keep-alive",
@@ -167,7 +167,7 @@ _REQUEST_SPECIAL = frozenset(
         b"traceparent",
     )
 )
-_REBUILD_TRIGGERS = frozenset(
+_REBUILD_TRIGGERS: Final = frozenset(
     (
         b"traceparent",  # replaced by evenflow's span
         b"connection",
@@ -182,7 +182,7 @@ _REBUILD_TRIGGERS = frozenset(
 )
 # Fields a browser sends on most requests that on_header only records: one set lookup, instead
 # of the checks for special, proxy- and look-alike names, for each of them
-_ORDINARY_FIELDS = frozenset(
+_ORDINARY_FIELDS: Final = frozenset(
     (
         b"accept",
         b"accept-encoding",
@@ -210,19 +210,19 @@ _ORDINARY_FIELDS = frozenset(
     )
 )
 # what on_header noticed about the request being parsed
-_REBUILD = 1  # a hop-by-hop or forwarding header: the head is rebuilt, not forwarded as sent
-_CHUNKED = 2
-_HOST_TWICE = 4
-_ANCIENT = 8  # HTTP/0.9 or no version
-_SEEN = 16  # any header _special_header looks at: its fields are reset for the next request
+_REBUILD: Final = 1  # a hop-by-hop or forwarding header: the head is rebuilt, not forwarded as sent
+_CHUNKED: Final = 2
+_HOST_TWICE: Final = 4
+_ANCIENT: Final = 8  # HTTP/0.9 or no version
+_SEEN: Final = 16  # any header _special_header looks at: its fields are reset for the next request
 
 # RFC 9112 §7: codings a proxy may pass along inside chunked framing (it never decodes them)
-_KNOWN_CODINGS = frozenset(
+_KNOWN_CODINGS: Final = frozenset(
     (b"gzip", b"x-gzip", b"deflate", b"compress", b"x-compress", b"identity")
 )
 # header names that might be read as Transfer-Encoding or Content-Length by a lenient backend
-_LOOKALIKE_PREFIXES = frozenset((b"transfe", b"content"))
-_SEPARATORS = re.compile(rb"[-_\s.]+")
+_LOOKALIKE_PREFIXES: Final = frozenset((b"transfe", b"content"))
+_SEPARATORS: Final = re.compile(rb"[-_\s.]+")
 
 
 def client_subject(cert: dict[str, object] | None) -> bytes:
@@ -237,7 +237,7 @@ def client_subject(cert: dict[str, object] | None) -> bytes:
     return ",".join(parts).encode("latin-1", "replace")
 
 
-_SUBJECT_KEYS = {
+_SUBJECT_KEYS: Final = {
     "commonName": "CN",
     "organizationName": "O",
     "organizationalUnitName": "OU",
@@ -269,11 +269,13 @@ def check_transfer_codings(values: list[bytes], http10: bool) -> None:
         raise BadRequest(f"unknown transfer coding {unknown[0].decode('latin-1')!r}")
 
 
-_METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH")}
-_NO_BODY_METHODS = frozenset(("GET", "HEAD"))
-_TUNNEL_HOLD_BYTES = 64 * 1024  # client bytes held while a WebSocket handshake is answered
-_LINGER_S = 2.0  # after an error, how long unread client bytes are drained before closing
-_LINGER_RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends a reset
+_METHODS: Final = {
+    m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH")
+}
+_NO_BODY_METHODS: Final = frozenset(("GET", "HEAD"))
+_TUNNEL_HOLD_BYTES: Final = 64 * 1024  # client bytes held while a WebSocket handshake is answered
+_LINGER_S: Final = 2.0  # after an error, how long unread client bytes are drained before closing
+_LINGER_RESET: Final = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends a reset
 
 
 class DownstreamConnection(asyncio.Protocol):

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from evenflow.core.backend import BackendState
 from evenflow.core.errors import BodyTooLarge, NoBackend, NoRoute, ProxyError, connect_error
@@ -51,14 +51,14 @@ log = logging.getLogger(__name__)
 
 # Request body bytes held while no backend connection is ready yet; past it the client is
 # paused (backpressure), so a slow backend never makes evenflow hold a large upload.
-HOLD_LIMIT_BYTES = 256 * 1024
+HOLD_LIMIT_BYTES: Final = 256 * 1024
 # Body bytes kept after sending, so an idempotent request can be replayed on another backend.
-REPLAY_LIMIT_BYTES = 64 * 1024
+REPLAY_LIMIT_BYTES: Final = 64 * 1024
 
 
-_BODILESS_STATUS = frozenset((204, 304))
+_BODILESS_STATUS: Final = frozenset((204, 304))
 # a client's head (less its blank line) + forwarding lines + Host + request id + traceparent
-_SPLICED_HEAD = b"%s%sx-forwarded-host: %s\r\nx-request-id: %s\r\ntraceparent: %s\r\n\r\n"
+_SPLICED_HEAD: Final = b"%s%sx-forwarded-host: %s\r\nx-request-id: %s\r\ntraceparent: %s\r\n\r\n"
 
 
 class Exchange:
@@ -674,14 +674,14 @@ class Exchange:
 
 # response heads with only these flags (a Content-Length, "Connection: keep-alive") need no
 # change for a plain request; HAS_LENGTH must be among them (see on_response_head)
-_FORWARDED_AS_IS = HAS_LENGTH | KEEP_ALIVE_ONLY | BACKEND_CLOSES
+_FORWARDED_AS_IS: Final = HAS_LENGTH | KEEP_ALIVE_ONLY | BACKEND_CLOSES
 
 # on_response_head: the response had no framing and is re-framed as chunks
-_ADD_CHUNKED = 1 << 16
+_ADD_CHUNKED: Final = 1 << 16
 
 # Connection may not be used to strip what framing and routing depend on (a known way to make a
 # proxy drop Content-Length or Host on the next hop).
-_NEVER_DROPPED_BY_CONNECTION = frozenset(
+_NEVER_DROPPED_BY_CONNECTION: Final = frozenset(
     (b"host", b"content-length", b"transfer-encoding", b"close", b"keep-alive")
 )
 

@@ -8,9 +8,10 @@ fields only when a hop-by-hop header, a rewrite or a version change requires it.
 from __future__ import annotations
 
 from http import HTTPStatus
+from typing import Final
 
 # RFC 9110 §7.6.1: Connection and the fields it names are for this hop only; so are these.
-HOP_BY_HOP = frozenset(
+HOP_BY_HOP: Final = frozenset(
     (
         b"connection",
         b"keep-alive",
@@ -25,12 +26,12 @@ HOP_BY_HOP = frozenset(
 )
 
 # Request fields evenflow sets itself: a client's own value is replaced (not trusted).
-FORWARDED_SET_BY_US = frozenset((b"x-forwarded-proto", b"x-forwarded-host"))
+FORWARDED_SET_BY_US: Final = frozenset((b"x-forwarded-proto", b"x-forwarded-host"))
 
-VIA = b"1.1 evenflow"
+VIA: Final = b"1.1 evenflow"
 
 # RFC 9110 §9.2.2
-IDEMPOTENT_METHODS = frozenset(("GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"))
+IDEMPOTENT_METHODS: Final = frozenset(("GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"))
 
 
 def canned_response(status: int, detail: str = "", *, close: bool = False) -> bytes:
@@ -64,11 +65,11 @@ def grpc_error(code: int, message: str, *, close: bool = False) -> bytes:
     )
 
 
-CANNED = {
+CANNED: Final = {
     status: canned_response(status, close=True)
     for status in (400, 404, 408, 413, 414, 431, 500, 501, 502, 503, 504, 505)
 }
-CANNED_KEEP_ALIVE = {status: canned_response(status) for status in (404, 413, 502, 503, 504)}
+CANNED_KEEP_ALIVE: Final = {status: canned_response(status) for status in (404, 413, 502, 503, 504)}
 
 
 def status_line(status: int, reason: bytes) -> bytes:
@@ -96,7 +97,7 @@ def chunk(data: bytes) -> list[bytes]:
     return [b"%x\r\n" % len(data), data, b"\r\n"]
 
 
-LAST_CHUNK = b"0\r\n\r\n"
+LAST_CHUNK: Final = b"0\r\n\r\n"
 
 
 def last_chunk(trailers: list[tuple[bytes, bytes]]) -> bytes:

@@ -8,43 +8,50 @@ before a colon and bare CR or LF, so "\\r\\nname:" can only be the start of that
 from __future__ import annotations
 
 import re
+from typing import Final
 
-HAS_LENGTH = 1  # Content-Length framing
-CHUNKED = 2  # chunked framing (chunked is the final transfer coding)
-HOP_SEEN = 4  # a hop-by-hop field other than a lone "Connection: keep-alive": clean the head
-KEEP_ALIVE_ONLY = 8  # the only hop-by-hop field is "Connection: keep-alive"
-CONNECTION_NAMES_OTHERS = 16  # Connection names other fields: rebuild the head
-BACKEND_CLOSES = 32  # the backend closes after this response (set by the connection)
+HAS_LENGTH: Final = 1  # Content-Length framing
+CHUNKED: Final = 2  # chunked framing (chunked is the final transfer coding)
+HOP_SEEN: Final = 4  # a hop-by-hop field other than a lone "Connection: keep-alive": clean the head
+KEEP_ALIVE_ONLY: Final = 8  # the only hop-by-hop field is "Connection: keep-alive"
+CONNECTION_NAMES_OTHERS: Final = 16  # Connection names other fields: rebuild the head
+BACKEND_CLOSES: Final = 32  # the backend closes after this response (set by the connection)
 
-_SPECIAL_FIELD = re.compile(
+_SPECIAL_FIELD: Final = re.compile(
     rb"\r\n(content-length|transfer-encoding|connection|keep-alive|proxy-[^:]*|te|trailer|upgrade)"
     rb":[ \t]*([^\r]*)"
 )
-_HOP_LINE = re.compile(
+_HOP_LINE: Final = re.compile(
     rb"\r\n(?:connection|keep-alive|proxy-[^:]*|te|trailer|upgrade):[^\r]*", re.IGNORECASE
 )
 
 
-_COMMON_FIELDS = frozenset((b"content-length", b"connection"))
+def special_fields(raw: bytes) -> list[tuple[bytes, bytes]]:
+    """The (name, value) of each field that matters, in order, both lowercased; the value
+    without the whitespace after the colon. One regular expression over the lowercased head:
+    faster, compiled or not, than any loop over its lines tried (bench: 1.1 against 1.4 us)."""
+    return _SPECIAL_FIELD.findall(raw.lower())
 
 
 def analyze(raw: bytes) -> tuple[int, int]:
     """(flags, content length or -1) of a response head, status line to blank line."""
-    found = _SPECIAL_FIELD.findall(raw.lower())
-    fields = dict(found)
+    found = special_fields(raw)
+    flags = 0
+    length = -1
     # the common head: at most a Content-Length and "Connection: keep-alive", once each
-    if len(fields) == len(found) and fields.keys() <= _COMMON_FIELDS:
-        connection = fields.get(b"connection")
-        flags = 0
-        if connection is not None:
-            if connection.rstrip() != b"keep-alive":
-                return _analyze_fields(found)
-            flags = KEEP_ALIVE_ONLY
-        length = fields.get(b"content-length")
-        if length is None:
-            return flags, -1
-        return flags | HAS_LENGTH, int(length)  # llhttp checked it: digits and trailing space
-    return _analyze_fields(found)
+    for name, value in found:
+        if name == b"content-length" and not flags & HAS_LENGTH:
+            flags |= HAS_LENGTH
+            length = int(value)  # llhttp checked it: digits and trailing space
+        elif (
+            name == b"connection"
+            and not flags & KEEP_ALIVE_ONLY
+            and value.rstrip() == b"keep-alive"
+        ):
+            flags |= KEEP_ALIVE_ONLY
+        else:
+            return _analyze_fields(found)
+    return flags, length
 
 
 def _analyze_fields(found: list[tuple[bytes, bytes]]) -> tuple[int, int]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Final, cast
 
 import httptools
 
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 # _body_from when a passthrough body continues in the next read
-_BODY_NEXT_READ = -2
+_BODY_NEXT_READ: Final = -2
 
 
 class _HeadResponseEnd(Exception):
