@@ -2,18 +2,22 @@
 
 evenflow is a hop in the trace: a request that brings a valid `traceparent` keeps its trace id
 and gets a new span id (evenflow's span, whose parent is the client's); one without starts a
-new trace. `tracestate` passes through untouched. Ids come from a PRNG, formatted once.
+new trace. `tracestate` passes through untouched. Ids are slices of PRNG digits drawn in batches.
 """
 
 from __future__ import annotations
 
 import re
-from random import getrandbits
+from binascii import hexlify
+from random import randbytes
+from typing import Final
 
 # version 00 (and later versions read as 00: their first four fields keep this layout)
-_TRACEPARENT = re.compile(rb"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?$")
-_ZERO_TRACE = b"0" * 32
-_ZERO_SPAN = b"0" * 16
+_TRACEPARENT: Final = re.compile(
+    rb"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?$"
+)
+_ZERO_TRACE: Final = b"0" * 32
+_ZERO_SPAN: Final = b"0" * 16
 
 
 def parse_traceparent(value: bytes) -> tuple[bytes, bytes, bytes] | None:
@@ -29,14 +33,44 @@ def parse_traceparent(value: bytes) -> tuple[bytes, bytes, bytes] | None:
     return trace_id, span_id, flags
 
 
+class RandomHex:
+    """Random lowercase hex digits, drawn from the PRNG a batch at a time: one draw and one
+    hexlify per DRAW_BYTES, then each id is a slice. Ids need to be unique and unpredictable
+    enough for tracing, not secret (W3C Trace Context §3.2.2.3 asks for randomness)."""
+
+    DRAW_BYTES = 1536  # 64 new traces (trace id + span id: 48 digits) per draw
+
+    __slots__ = ("digits", "at")
+
+    def __init__(self) -> None:
+        self.digits = b""
+        self.at = 0
+
+    def take(self, width: int) -> bytes:
+        at = self.at
+        end = at + width
+        if end > len(self.digits):
+            self.digits = hexlify(randbytes(self.DRAW_BYTES))
+            at = 0
+            end = width
+        self.at = end
+        return self.digits[at:end]
+
+
+_RANDOM: Final = RandomHex()
+
+
 def new_trace() -> tuple[bytes, bytes]:
     """A trace that starts here: (trace id, the traceparent of evenflow's span, sampled)."""
-    trace_id = b"%032x" % (getrandbits(128) or 1)
-    return trace_id, b"00-%s-%016x-01" % (trace_id, getrandbits(64) or 1)
+    trace_id = _RANDOM.take(32)
+    if trace_id == _ZERO_TRACE:  # all zeros is invalid (§3.2.2.3): one chance in 2**128
+        trace_id = _ZERO_TRACE[:-1] + b"1"
+    return trace_id, b"00-" + trace_id + b"-" + new_span_id() + b"-01"
 
 
 def new_span_id() -> bytes:
-    return b"%016x" % (getrandbits(64) or 1)
+    span_id = _RANDOM.take(16)
+    return _ZERO_SPAN[:-1] + b"1" if span_id == _ZERO_SPAN else span_id
 
 
 def traceparent(trace_id: bytes, span_id: bytes, flags: bytes) -> bytes:

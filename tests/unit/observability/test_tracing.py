@@ -82,18 +82,26 @@ def test_a_new_trace_is_a_valid_sampled_traceparent_with_its_trace_id() -> None:
 
 def test_new_ids_are_never_all_zero(monkeypatch: pytest.MonkeyPatch) -> None:
     # an all-zero id is invalid (§3.2.2.3, §3.2.2.4): a downstream service would drop the trace
-    monkeypatch.setattr(tracing, "getrandbits", lambda bits: 0)
-    assert new_trace()[0] != b"0" * 32
-    assert new_span_id() != b"0" * 16
-    assert parse_traceparent(traceparent(new_trace()[0], new_span_id(), b"01")) is not None
-    assert parse_traceparent(new_trace()[1]) is not None
+    monkeypatch.setattr(tracing, "randbytes", lambda n: bytes(n))
+    shared = tracing._RANDOM
+    shared.at = len(shared.digits)  # the next id draws: zeros
+    try:
+        assert new_trace()[0] == b"0" * 31 + b"1"
+        assert new_span_id() == b"0" * 15 + b"1"
+        assert parse_traceparent(traceparent(new_trace()[0], new_span_id(), b"01")) is not None
+        assert parse_traceparent(new_trace()[1]) is not None
+    finally:
+        shared.at = len(shared.digits)  # no zeros left for the next test
 
 
-def test_small_ids_keep_their_leading_zeros(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(tracing, "getrandbits", lambda bits: 0xABC)
-    assert new_trace()[0] == b"0" * 29 + b"abc"
-    assert new_span_id() == b"0" * 13 + b"abc"
-    assert new_trace()[1] == b"00-" + b"0" * 29 + b"abc-" + b"0" * 13 + b"abc-01"
+def test_ids_are_consecutive_slices_of_one_draw_then_of_the_next() -> None:
+    draws = iter([bytes.fromhex("ab" * 1536), bytes.fromhex("cd" * 1536)])
+    ids = tracing.RandomHex()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(tracing, "randbytes", lambda n: next(draws))
+        taken = [ids.take(48) for _ in range(65)]  # a draw is 3,072 digits: 64 of 48
+    assert taken[0] == b"ab" * 24 and taken[63] == b"ab" * 24
+    assert taken[64] == b"cd" * 24
 
 
 def test_evenflow_span_continues_the_clients_trace() -> None:
