@@ -52,6 +52,7 @@ NATIVE_MODULES = [
     "evenflow/balancing/random_pick.py",
     "evenflow/balancing/round_robin.py",
     "evenflow/balancing/weighted_round_robin.py",
+    "evenflow/observability/access_log.py",
     "evenflow/observability/stats.py",
     "evenflow/observability/tracing.py",
 ]

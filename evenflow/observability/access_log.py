@@ -20,65 +20,96 @@ import json
 import logging
 import sys
 import time
-from typing import IO, TYPE_CHECKING, Any, TextIO, cast
+from typing import IO, Any, Final, Protocol, TextIO, cast
 
 import msgspec
 
 from evenflow.balancing.hashing import key_hash
-
-if TYPE_CHECKING:
-    from evenflow.core.backend import BackendState
-    from evenflow.proxy.http1.exchange import Exchange
-    from evenflow.routing.table import CompiledRoute
-    from evenflow.runtime.snapshot import PoolRuntime
+from evenflow.observability.log_line import Line
 
 log = logging.getLogger(__name__)
 
-FLUSH_INTERVAL_S = 0.2
+
+class LoggedRoute(Protocol):
+    @property
+    def name(self) -> str: ...
+    @property
+    def is_split(self) -> bool: ...
+
+
+class LoggedPool(Protocol):
+    @property
+    def name(self) -> str: ...
+    @property
+    def algorithm(self) -> str: ...
+
+
+class LoggedBackend(Protocol):
+    @property
+    def address(self) -> str: ...
+
+
+class LoggedRequest(Protocol):
+    """What a line reads of a request (evenflow.core.request.RequestHead)."""
+
+    @property
+    def client_ip(self) -> str: ...
+    @property
+    def method(self) -> str: ...
+    @property
+    def target(self) -> str: ...
+    @property
+    def host(self) -> str: ...
+    def header(self, name: bytes) -> bytes | None: ...
+
+
+class LoggedExchange(Protocol):
+    """What a line reads of a finished exchange (evenflow.proxy.http1.exchange.Exchange).
+
+    Protocols, not the classes: the log is judged with stand-ins, and compiled code refuses
+    anything but the class an annotation names."""
+
+    @property
+    def req(self) -> LoggedRequest: ...
+    @property
+    def route(self) -> LoggedRoute | None: ...
+    @property
+    def pool(self) -> LoggedPool | None: ...
+    @property
+    def backend(self) -> LoggedBackend | None: ...
+    @property
+    def status(self) -> int: ...
+    @property
+    def bytes_in(self) -> int: ...
+    @property
+    def bytes_out(self) -> int: ...
+    @property
+    def attempts(self) -> int: ...
+    @property
+    def started_at(self) -> float: ...
+    @property
+    def ttfb(self) -> float: ...
+    @property
+    def connect_s(self) -> float: ...
+    @property
+    def request_id(self) -> bytes: ...
+    @property
+    def trace_id(self) -> bytes: ...
+    @property
+    def hash_key(self) -> bytes | None: ...
+    @property
+    def sticky(self) -> str: ...
+    @property
+    def failures(self) -> list[str] | None: ...
+    @property
+    def http10(self) -> bool: ...
+
+
+FLUSH_INTERVAL_S: Final = 0.2
 MAX_PENDING_LINES = 20000  # ~ a few MB; past it lines are dropped, not queued without bound
 
 
-class Line(msgspec.Struct, gc=False, omit_defaults=True):
-    """One request's JSON record, in the order of its fields; None leaves a field out.
-
-    time, listener, client, method, path, host, status, bytes_in, bytes_out, duration_ms,
-    attempts, route, pool, backend; then, when they apply: split (the branch a split route
-    took), algorithm, hash_key (a truncated hash, never the key itself: it may be a session
-    cookie or a user id), sticky (hit, miss, repin), failures ("backend: reason" per failed
-    attempt), connect_ms, ttfb_ms; then request_id and trace_id.
-
-    A msgspec Struct, encoded by msgspec in C, a flush's lines in one call: it escapes what
-    clients and backends chose and formats the numbers for a fraction of what Python's string
-    formatting costs per request (bench/instructions.py). Not tracked by the garbage
-    collector (gc=False): it holds only strings, numbers and a list of strings.
-    """
-
-    time: str
-    listener: str
-    client: str
-    method: str
-    path: str
-    host: str
-    status: int
-    bytes_in: int
-    bytes_out: int
-    duration_ms: float
-    attempts: int
-    route: str | None
-    pool: str | None
-    backend: str | None
-    split: str | None = None
-    algorithm: str | None = None
-    hash_key: str | None = None
-    sticky: str | None = None
-    failures: list[str] | None = None
-    connect_ms: float | None = None
-    ttfb_ms: float | None = None
-    request_id: str | None = None
-    trace_id: str | None = None
-
-
-_encode_lines = msgspec.json.Encoder().encode_lines
+_encode_lines: Final = msgspec.json.Encoder().encode_lines
 
 
 class AccessLog:
@@ -110,7 +141,9 @@ class AccessLog:
         self.dropped = 0  # lines lost because the log could not keep up (a metric)
         self.written = 0
 
-    def log_exchange(self, listener: str, ex: Exchange, duration: float | None = None) -> None:
+    def log_exchange(
+        self, listener: str, ex: LoggedExchange, duration: float | None = None
+    ) -> None:
         """Log a finished exchange; `duration` (seconds) when the caller has measured it."""
         pending = self._pending
         if len(pending) >= MAX_PENDING_LINES:
@@ -229,16 +262,16 @@ def _line_breaks_escaped(data: bytes) -> bytes:
     return data
 
 
-def json_line(at: float, duration: float, listener: str, ex: Exchange) -> str:
+def json_line(at: float, duration: float, listener: str, ex: LoggedExchange) -> str:
     """The JSON record of one request, one line (what the log writes for it)."""
     return _render([json_record(at, duration, listener, ex)]).decode()
 
 
-def json_record(at: float, duration: float, listener: str, ex: Exchange) -> Line:
+def json_record(at: float, duration: float, listener: str, ex: LoggedExchange) -> Line:
     """The record of a finished exchange, taken as cheaply as it can be: on the data path."""
     req = ex.req
     key = (ex.route, ex.pool, ex.backend)
-    where = _destinations.get(key) or _destination(key)
+    route, pool, backend, split, algorithm = _destinations.get(key) or _destination(key)
     ms = int(at * 1000)
     ttfb = ex.ttfb
     trace_id = ex.trace_id
@@ -255,7 +288,11 @@ def json_record(at: float, duration: float, listener: str, ex: Exchange) -> Line
         ex.bytes_out,
         int(duration * 1e6 + 0.5) / 1000,  # ms, to the microsecond (round() costs 4x)
         ex.attempts,
-        *where,  # route, pool, backend, split, algorithm
+        route,
+        pool,
+        backend,
+        split,
+        algorithm,
         None,
         None,
         None,
@@ -269,7 +306,7 @@ def json_record(at: float, duration: float, listener: str, ex: Exchange) -> Line
     return line
 
 
-def _rare_fields(line: Line, ex: Exchange) -> None:
+def _rare_fields(line: Line, ex: LoggedExchange) -> None:
     """hash_key, sticky, failures and connect_ms, those that apply."""
     if ex.hash_key is not None:
         line.hash_key = f"{key_hash(ex.hash_key) & 0xFFFFFFFFFFFF:012x}"
@@ -285,12 +322,12 @@ def _rare_fields(line: Line, ex: Exchange) -> None:
 # objects of one snapshot, which never rename themselves. Bounded: emptied when config reloads
 # have filled it with old snapshots' objects.
 _Where = tuple[str | None, str | None, str | None, str | None, str | None]
-_destinations: dict[tuple[object, object, object], _Where] = {}
-_MAX_DESTINATIONS = 4096
+_destinations: Final[dict[tuple[object, object, object], _Where]] = {}
+_MAX_DESTINATIONS: Final = 4096
 
 
 def _destination(
-    key: tuple[CompiledRoute | None, PoolRuntime | None, BackendState | None],
+    key: tuple[LoggedRoute | None, LoggedPool | None, LoggedBackend | None],
 ) -> _Where:
     route, pool, backend = key
     if len(_destinations) >= _MAX_DESTINATIONS:
@@ -305,7 +342,7 @@ def _destination(
     return found
 
 
-def combined(at: float, duration: float, listener: str, ex: Exchange) -> str:
+def combined(at: float, duration: float, listener: str, ex: LoggedExchange) -> str:
     """Apache's combined format: client, time, request line, status, bytes, referer, agent."""
     req = ex.req
     referer = (req.header(b"referer") or b"-").decode("latin-1")
@@ -361,7 +398,7 @@ def iso(at: float) -> str:
     return _last_iso
 
 
-_MILLIS = [f".{fraction:03d}Z" for fraction in range(1000)]
+_MILLIS: Final = [f".{fraction:03d}Z" for fraction in range(1000)]
 _last_ms = -1
 _last_iso = ""
 _last_second = -1
