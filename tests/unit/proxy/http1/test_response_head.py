@@ -1,0 +1,146 @@
+"""The response head analysis: framing and hop-by-hop flags, against the dict-based reading it
+replaced (the oracle)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from evenflow.proxy.http1.response_head import (
+    CHUNKED,
+    CONNECTION_NAMES_OTHERS,
+    HAS_LENGTH,
+    HOP_SEEN,
+    KEEP_ALIVE_ONLY,
+    _analyze_fields,
+    analyze,
+    special_fields,
+)
+
+# the scan analyze() used before it read lines itself: the oracle for what it must find
+_ORACLE_FIELD = re.compile(
+    rb"\r\n(content-length|transfer-encoding|connection|keep-alive|proxy-[^:]*|te|trailer|upgrade)"
+    rb":[ \t]*([^\r]*)"
+)
+
+
+def oracle(raw: bytes) -> tuple[int, int]:
+    found = _ORACLE_FIELD.findall(raw.lower())
+    fields = dict(found)
+    if len(fields) == len(found) and fields.keys() <= {b"content-length", b"connection"}:
+        connection = fields.get(b"connection")
+        flags = 0
+        if connection is not None:
+            if connection.rstrip() != b"keep-alive":
+                return _analyze_fields(found)
+            flags = KEEP_ALIVE_ONLY
+        length = fields.get(b"content-length")
+        if length is None:
+            return flags, -1
+        return flags | HAS_LENGTH, int(length)
+    return _analyze_fields(found)
+
+
+def head(*fields: str) -> bytes:
+    return ("HTTP/1.1 200 OK\r\n" + "".join(f + "\r\n" for f in fields) + "\r\n").encode()
+
+
+NGINX = head(
+    "Server: nginx/1.22.1",
+    "Date: Thu, 26 Nov 2026 18:55:01 GMT",
+    "Content-Type: text/plain",
+    "Content-Length: 1024",
+    "Last-Modified: Thu, 26 Nov 2026 18:48:51 GMT",
+    "Connection: keep-alive",
+    'ETag: "6b087f13-400"',
+    "Accept-Ranges: bytes",
+)
+
+
+def test_a_common_head_is_a_length_and_keep_alive() -> None:
+    assert analyze(NGINX) == (HAS_LENGTH | KEEP_ALIVE_ONLY, 1024)
+    assert special_fields(NGINX) == [(b"content-length", b"1024"), (b"connection", b"keep-alive")]
+
+
+def test_chunked_overrides_a_length_and_hop_by_hop_fields_are_seen() -> None:
+    raw = head("Content-Length: 10", "Transfer-Encoding: gzip, Chunked", "Keep-Alive: timeout=5")
+    assert analyze(raw) == (CHUNKED | HOP_SEEN, -1)
+
+
+def test_connection_naming_another_field_asks_for_a_rebuild() -> None:
+    flags, length = analyze(head("Connection: close, X-Secret", "Content-Length: 0"))
+    assert flags & CONNECTION_NAMES_OTHERS and flags & HOP_SEEN and length == 0
+
+
+def test_a_field_whose_name_only_starts_like_one_is_ignored() -> None:
+    raw = head("Content-Lengthy: 5", "Tex: 1", "Upgrades: no", "Content-Length: 7")
+    assert analyze(raw) == (HAS_LENGTH, 7)
+    assert analyze(head("Proxy-Status: x")) == (HOP_SEEN, -1)
+
+
+NAMES = st.sampled_from(
+    [
+        "Content-Length",
+        "Transfer-Encoding",
+        "Connection",
+        "Keep-Alive",
+        "Proxy-Authenticate",
+        "Proxy-",
+        "TE",
+        "Trailer",
+        "Upgrade",
+        "Content-Type",
+        "Tex",
+        "Connections",
+        "Server",
+        "X-Te",
+        "Date",
+        "Upgrade-Insecure",
+        "Cache-Control",
+        "Keep",
+        "P",
+    ]
+)
+VALUES = st.sampled_from(
+    [
+        "12",
+        "0",
+        " 12 ",
+        "keep-alive",
+        "Keep-Alive ",
+        "close",
+        "chunked",
+        "gzip, chunked",
+        "chunked, gzip",
+        "close, x-secret",
+        "keep-alive, close",
+        "",
+        "\tgzip",
+        "websocket",
+    ]
+)
+CASES = st.sampled_from([str.lower, str.upper, str.title, str])
+
+
+LENGTHS = st.sampled_from(["0", "12", "12 ", "1024\t"])  # what llhttp lets through
+
+
+@given(
+    st.lists(
+        st.tuples(NAMES, CASES, VALUES, LENGTHS, st.sampled_from(["", " ", "\t", "  "])),
+        max_size=8,
+    )
+)
+def test_it_agrees_with_the_regular_expression_it_replaced(
+    fields: list[tuple[str, Callable[[str], str], str, str, str]],
+) -> None:
+    raw = head(
+        *(
+            f"{case(name)}:{space}{length if name == 'Content-Length' else value}"
+            for name, case, value, length, space in fields
+        )
+    )
+    assert analyze(raw) == oracle(raw)
