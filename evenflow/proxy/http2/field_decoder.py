@@ -59,6 +59,7 @@ class FieldDecoder(Decoder):
         fields: list[tuple[bytes, bytes]] = []
         table = self._table
         listed = 0
+        never_indexed = 0
         at = 0
         end = len(data)
         try:
@@ -93,8 +94,15 @@ class FieldDecoder(Decoder):
                     continue
                 else:  # §6.2.2 and §6.2.3: a literal not added (0000), or never indexed (0001)
                     name, value, at = self._literal(data, at, byte & 0x0F, 0x0F)
-                    field = NeverIndexedHeaderTuple(name, value) if byte & 0x10 else (name, value)
-                fields.append(field)
+                    field = (name, value)
+                    never_indexed = byte & 0x10
+                if never_indexed:
+                    # appended as made: compiled code keeps a variable typed as a pair as two
+                    # C fields, and would append a plain tuple rebuilt from them
+                    fields.append(NeverIndexedHeaderTuple(*field))
+                    never_indexed = 0
+                else:
+                    fields.append(field)
                 listed += len(field[0]) + len(field[1]) + _ENTRY_OVERHEAD
                 if listed > self.max_header_list_size:
                     raise OversizedHeaderListError(
