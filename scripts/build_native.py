@@ -34,7 +34,6 @@ from evenflow.native import MANIFEST, source_digest  # noqa: E402  (the package,
 # The per-request path of HTTP/1.1 and of HTTP/2's server side, and what they call on every
 # request. A module belongs here
 # when it is hot and all it receives is what its annotations say (compiled code checks them).
-# Not here: http2/client_stream.py, whose tests stand a fake in for its DownstreamConnection.
 NATIVE_MODULES = [
     "evenflow/proxy/http1/downstream.py",
     "evenflow/proxy/http1/exchange.py",
@@ -42,6 +41,7 @@ NATIVE_MODULES = [
     "evenflow/proxy/http1/heads.py",
     "evenflow/proxy/http1/response_head.py",
     "evenflow/proxy/http1/upstream.py",
+    "evenflow/proxy/http2/client_stream.py",
     "evenflow/proxy/http2/downstream.py",
     "evenflow/proxy/http2/downstream_fields.py",
     "evenflow/proxy/http2/engine.py",

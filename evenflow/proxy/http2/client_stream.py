@@ -14,7 +14,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import httptools
 from h2.errors import ErrorCodes
@@ -30,6 +31,7 @@ from evenflow.proxy.http2.downstream_fields import (
 )
 
 if TYPE_CHECKING:
+    from evenflow.proxy.http1.exchange import Exchange
     from evenflow.proxy.http2.downstream import H2Connection
 
 log = logging.getLogger(__name__)
@@ -46,6 +48,24 @@ _SOCKET = 2  # the client connection's socket buffer is full
 
 _LAST_CHUNK = b"0\r\n\r\n"
 _NO_BODY_METHODS = frozenset((b"GET", b"HEAD"))
+
+
+class StreamDownstream(Protocol):
+    """What a stream asks of the HTTP/1.1 connection it feeds its request to."""
+
+    @property
+    def current(self) -> Exchange | None: ...
+    def connection_made(self, transport: asyncio.BaseTransport) -> None: ...
+    def data_received(self, data: bytes) -> None: ...
+    def connection_lost(self, exc: Exception | None) -> None: ...
+    def pause_writing(self) -> None: ...
+    def resume_writing(self) -> None: ...
+    def check_timeouts(self) -> bool: ...
+
+
+# Makes each stream's DownstreamConnection. A plain module name, read when a stream starts, so
+# that the unit tests can stand a recording fake in (compiled code binds a class at build time).
+new_downstream: Callable[..., StreamDownstream] = DownstreamConnection
 
 
 class _HeadResponseEnd(Exception):
@@ -102,7 +122,7 @@ class ClientStream(asyncio.Transport):
         super().__init__()
         self.conn = conn
         self.stream_id = stream_id
-        self.down: DownstreamConnection | None = None
+        self.down: StreamDownstream | None = None
         # a GET or HEAD whose HEADERS did not end the stream: its head waits for the first
         # DATA or the end, so that an empty body does not become a chunked GET upstream
         self._deferred: H2Request | None = None
@@ -143,7 +163,7 @@ class ClientStream(asyncio.Transport):
 
     def start(self, request: H2Request, ended: bool) -> None:
         """Hand the request to a new DownstreamConnection (its head now, unless deferred)."""
-        down = self.down = DownstreamConnection(self.conn.ctx, stream=True)
+        down = self.down = new_downstream(self.conn.ctx, stream=True)
         down.connection_made(self)
         self._is_head = request.method == b"HEAD"
         self._request_ended = ended
@@ -435,7 +455,7 @@ class ClientStream(asyncio.Transport):
         if self._tunnel is not None:
             return self._tunnel
         assert self.down is not None
-        return self.down
+        return cast(asyncio.BaseProtocol, self.down)
 
     def is_reading(self) -> bool:
         return not self._reading_paused
@@ -546,7 +566,7 @@ class ClientStream(asyncio.Transport):
     def _set_write_paused(self, reason: int, paused: bool) -> None:
         before = self._write_paused
         after = self._write_paused = before | reason if paused else before & ~reason
-        protocol: asyncio.Protocol | None = self._tunnel or self.down
+        protocol = cast("asyncio.Protocol | None", self._tunnel or self.down)
         if protocol is None or bool(before) == bool(after):
             return
         if after:

@@ -68,7 +68,7 @@ def downs(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[FakeDown]]:
         made.append(down)
         return down
 
-    monkeypatch.setattr("evenflow.proxy.http2.client_stream.DownstreamConnection", factory)
+    monkeypatch.setattr("evenflow.proxy.http2.client_stream.new_downstream", factory)
     yield made
 
 
