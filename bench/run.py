@@ -507,19 +507,27 @@ def medians(runs: list[Run]) -> dict[str, dict[str, Any]]:
     return summary
 
 
-def ratios(summary: dict[str, dict[str, Any]]) -> dict[str, dict[str, float]]:
-    """evenflow's req/s and CPU/req divided by each other proxy's."""
-    if "evenflow" not in summary:
-        return {}
-    ours = summary["evenflow"]
-    return {
-        f"vs_{other}": {
-            "requests_per_s": ours["requests_per_s"] / theirs["requests_per_s"],
-            "cpu_per_req": ours["cpu_us_per_req"] / theirs["cpu_us_per_req"],
+def ratios(runs: list[Run]) -> dict[str, dict[str, Any]]:
+    """evenflow's req/s and CPU/req divided by each other proxy's, round by round, and the
+    median of those rounds. Paired within a round, the two proxies ran a few seconds apart;
+    on a shared machine whose speed drifts between rounds by 2x and more, that is a steadier
+    figure than the ratio of two medians taken from different rounds."""
+    ours = {r.round: r for r in runs if r.proxy == "evenflow"}
+    found: dict[str, dict[str, Any]] = {}
+    for other in dict.fromkeys(r.proxy for r in runs if r.proxy not in EVENFLOWS):
+        theirs = {r.round: r for r in runs if r.proxy == other}
+        rounds = sorted(set(ours) & set(theirs))
+        if not rounds:
+            continue
+        rps = [ours[n].requests_per_s / theirs[n].requests_per_s for n in rounds]
+        cpu = [ours[n].cpu_us_per_req / theirs[n].cpu_us_per_req for n in rounds]
+        found[f"vs_{other}"] = {
+            "requests_per_s": statistics.median(rps),
+            "cpu_per_req": statistics.median(cpu),
+            "requests_per_s_by_round": rps,
+            "cpu_per_req_by_round": cpu,
         }
-        for other, theirs in summary.items()
-        if other not in EVENFLOWS
-    }
+    return found
 
 
 def costs(runs: list[Run]) -> dict[str, dict[str, Any]]:
@@ -543,7 +551,7 @@ def costs(runs: list[Run]) -> dict[str, dict[str, Any]]:
     return found
 
 
-def print_table(summary: dict[str, dict[str, Any]], repeat: int) -> None:
+def print_table(summary: dict[str, dict[str, Any]], runs: list[Run], repeat: int) -> None:
     label = f"median of {repeat}" if repeat > 1 else "one run"
     print(f"\nresults ({label} per proxy; wrk -t1, {PATH}, keep-alive):")
     print(
@@ -556,10 +564,11 @@ def print_table(summary: dict[str, dict[str, Any]], repeat: int) -> None:
             f"{proxy:<10} {s['requests_per_s']:>10.0f} {s['cpu_us_per_req']:>11.1f} {p99:>8}"
             f" {s['errors']:>7} {s['backend_cpu_us_per_req']:>15.1f}"
         )
-    for name, r in ratios(summary).items():
+    for name, r in ratios(runs).items():
+        by_round = ", ".join(f"x{x:.2f}" for x in r["cpu_per_req_by_round"])
         print(
-            f"evenflow {name.replace('_', ' ')}: req/s x{r['requests_per_s']:.2f}, "
-            f"CPU/req x{r['cpu_per_req']:.2f}"
+            f"evenflow {name.replace('_', ' ')} (median of rounds): req/s "
+            f"x{r['requests_per_s']:.2f}, CPU/req x{r['cpu_per_req']:.2f} (rounds {by_round})"
         )
 
 
@@ -759,7 +768,7 @@ def main() -> int:
         print("bench: no measurement succeeded:\n" + "\n".join(failures), file=sys.stderr)
         return 1
     summary = medians(runs)
-    print_table(summary, args.repeat)
+    print_table(summary, runs, args.repeat)
     found = costs(runs)
     print_costs(found)
     return write_results(
@@ -778,7 +787,7 @@ def main() -> int:
             },
             "runs": [asdict(r) for r in runs],
             "summary": summary,
-            "evenflow_ratios": ratios(summary),
+            "evenflow_ratios": ratios(runs),
             "observability_costs": found,
         },
         failures,

@@ -132,12 +132,12 @@ class HttpListenerContext:
         self.client_cert_header: bytes | None = None
         self.http2: Http2Stats | None = None  # made by the first HTTP/2 connection
         # request ids: a random per-process prefix and a counter; unique, cheap, not secret
-        self._rid_prefix = os.urandom(6).hex().encode()
+        self._rid_prefix = os.urandom(6).hex().encode() + b"-"
         self._rid_counter = 0
 
     def next_request_id(self) -> bytes:
         self._rid_counter += 1
-        return b"%s-%x" % (self._rid_prefix, self._rid_counter)
+        return self._rid_prefix + b"%x" % self._rid_counter
 
     def close_idle(self) -> None:
         """Shutdown step: stop keep-alive; idle connections close now, busy ones after."""

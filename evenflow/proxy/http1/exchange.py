@@ -57,8 +57,6 @@ REPLAY_LIMIT_BYTES: Final = 64 * 1024
 
 
 _BODILESS_STATUS: Final = frozenset((204, 304))
-# a client's head (less its blank line) + forwarding lines + Host + request id + traceparent
-_SPLICED_HEAD: Final = b"%s%sx-forwarded-host: %s\r\nx-request-id: %s\r\ntraceparent: %s\r\n\r\n"
 
 
 class Exchange:
@@ -337,13 +335,19 @@ class Exchange:
         route = self.route
         if raw is not None and route is not None and route.request_rewrite is None:
             # the client's head as sent, with evenflow's lines spliced in before the blank line
-            if self.traceparent and not self.request_id_given:  # the common case: one format
-                head = _SPLICED_HEAD % (
-                    raw[:-2],
-                    down.forwarded_lines,
-                    self.host_raw,
-                    self.request_id,
-                    self.traceparent,
+            if self.traceparent and not self.request_id_given:  # the common case: one join
+                head = b"".join(
+                    (
+                        raw[:-2],  # the client's head less its blank line
+                        down.forwarded_lines,
+                        b"x-forwarded-host: ",
+                        self.host_raw,
+                        b"\r\nx-request-id: ",
+                        self.request_id,
+                        b"\r\ntraceparent: ",
+                        self.traceparent,
+                        b"\r\n\r\n",
+                    )
                 )
             else:
                 lines = [raw[:-2], down.forwarded_lines, b"x-forwarded-host: ", self.host_raw]
