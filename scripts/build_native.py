@@ -53,6 +53,7 @@ NATIVE_MODULES = [
     "evenflow/core/pool.py",
     "evenflow/core/request.py",
     "evenflow/routing/table.py",
+    "evenflow/runtime/snapshot.py",
     "evenflow/policies/headers.py",
     "evenflow/balancing/base.py",
     "evenflow/balancing/least_conn.py",
