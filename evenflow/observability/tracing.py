@@ -62,10 +62,15 @@ _RANDOM: Final = RandomHex()
 
 def new_trace() -> tuple[bytes, bytes]:
     """A trace that starts here: (trace id, the traceparent of evenflow's span, sampled)."""
-    trace_id = _RANDOM.take(32)
-    if trace_id == _ZERO_TRACE:  # all zeros is invalid (§3.2.2.3): one chance in 2**128
+    digits = _RANDOM.take(48)  # the trace id, then evenflow's span id
+    trace_id = digits[:32]
+    span_id = digits[32:]
+    # all zeros is invalid (§3.2.2.3, §3.2.2.4): one chance in 2**128 and 2**64
+    if trace_id == _ZERO_TRACE:
         trace_id = _ZERO_TRACE[:-1] + b"1"
-    return trace_id, b"00-" + trace_id + b"-" + new_span_id() + b"-01"
+    if span_id == _ZERO_SPAN:
+        span_id = _ZERO_SPAN[:-1] + b"1"
+    return trace_id, b"".join((b"00-", trace_id, b"-", span_id, b"-01"))
 
 
 def new_span_id() -> bytes:

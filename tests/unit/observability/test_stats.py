@@ -4,7 +4,11 @@ shows, computed from a history of samples taken at chosen times."""
 
 from __future__ import annotations
 
+import bisect
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from evenflow.observability.stats import (
     BUCKETS_S,
@@ -240,3 +244,10 @@ def test_series_are_found_again_by_name() -> None:
     assert registry.request_series("web", "r", "web", "b1") is first
     assert registry.request_series("web", "r", "web", "b1").classes[2] == 1
     assert registry.backend_series("web", "b1") is registry.backend_series("web", "b1")
+
+
+@given(st.floats(min_value=0.0, max_value=1e6, allow_nan=False))
+def test_the_bucket_is_the_one_bisect_left_finds(value: float) -> None:
+    hist = Histogram()
+    hist.observe(value)
+    assert hist.counts[bisect.bisect_left(BUCKETS_S, value)] == 1
