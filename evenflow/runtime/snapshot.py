@@ -102,12 +102,35 @@ def _signature(pool_view: PoolView, members: Sequence[BackendState]) -> tuple[ob
 
 
 class ListenerRuntime:
-    __slots__ = ("name", "config", "routes")
+    """An HTTP listener's routes, and the limits every new connection (every HTTP/2 stream)
+    reads: taken from the config once, not from its pydantic models per connection."""
+
+    __slots__ = (
+        "name",
+        "config",
+        "routes",
+        "max_header_bytes",
+        "max_body_bytes",
+        "max_connections",
+        "header_timeout_s",
+        "idle_timeout_s",
+        "body_timeout_s",
+        "send_timeout_s",
+    )
 
     def __init__(self, config: HttpListener) -> None:
         self.name = config.name
         self.config = config
         self.routes = compile_listener(config)
+        limits = config.limits
+        self.max_header_bytes: int = limits.max_header_bytes
+        self.max_body_bytes: int | None = limits.max_body_bytes
+        self.max_connections: int = limits.max_connections
+        timeouts = config.timeouts
+        self.header_timeout_s: float = timeouts.header
+        self.idle_timeout_s: float = timeouts.idle
+        self.body_timeout_s: float = timeouts.body
+        self.send_timeout_s: float = timeouts.send
 
 
 class SniRoutes:

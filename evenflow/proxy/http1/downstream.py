@@ -424,13 +424,13 @@ class DownstreamConnection(asyncio.Protocol):
                     self.forwarded_lines += b"%s: %s\r\n" % (cert_header, subject)
                 self._special_names = _REQUEST_SPECIAL | {cert_header}
                 self._ordinary_names = _ORDINARY_FIELDS - {cert_header}
-        listener = self.source.snapshot.listeners[self.listener_name].config
-        self.max_header_bytes = listener.limits.max_header_bytes
-        self.max_body_bytes = listener.limits.max_body_bytes
-        self.header_timeout_s = listener.timeouts.header
-        self.idle_timeout_s = listener.timeouts.idle
-        self.body_timeout_s = listener.timeouts.body
-        self.send_timeout_s = listener.timeouts.send
+        listener = self.source.snapshot.listeners[self.listener_name]
+        self.max_header_bytes = listener.max_header_bytes
+        self.max_body_bytes = listener.max_body_bytes
+        self.header_timeout_s = listener.header_timeout_s
+        self.idle_timeout_s = listener.idle_timeout_s
+        self.body_timeout_s = listener.body_timeout_s
+        self.send_timeout_s = listener.send_timeout_s
         self.watchdog = Watchdog(
             self.loop,
             min(
@@ -446,7 +446,7 @@ class DownstreamConnection(asyncio.Protocol):
         ctx = self.ctx
         ctx.connections.add(self)
         ctx.opened += 1
-        limit = listener.limits.max_connections
+        limit = listener.max_connections
         if ctx.closing or len(ctx.connections) > 2 * limit:
             # far over the limit: say so and go, rather than let one listener exhaust the process
             transport.write(heads.CANNED[503])

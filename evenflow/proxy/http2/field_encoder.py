@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from hpack import Encoder
+from hpack import Encoder, HeaderTuple
 from hpack.huffman import HuffmanEncoder
 from hpack.huffman_constants import REQUEST_CODES, REQUEST_CODES_LENGTH
 from hpack.table import HeaderTable
@@ -103,7 +103,9 @@ class StatelessEncoder(Encoder):
             self._announce = False
             block.append(_TABLE_SIZE_ZERO)
         for field in headers:
-            never_indexed = not getattr(field, "indexable", True)
+            # hpack marks a never-indexed field with a HeaderTuple subclass; a plain tuple is
+            # not one (and compiled code raises an AttributeError to learn that from getattr)
+            never_indexed = isinstance(field, HeaderTuple) and not field.indexable
             key = (field[0], field[1], never_indexed)
             encoded = cache.get(key)
             if encoded is None:
