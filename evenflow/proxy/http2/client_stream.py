@@ -15,7 +15,7 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, Final, Protocol, cast
 
 import httptools
 from h2.errors import ErrorCodes
@@ -39,15 +39,15 @@ log = logging.getLogger(__name__)
 # Response body bytes held for one stream beyond the client's flow-control window: past the
 # high mark the backend is paused (its reading stops), below the low mark it resumes. One
 # backend read may land on top of the high mark, so a stream holds at most that much more.
-_HIGH_WATER_BYTES = 64 * 1024
-_LOW_WATER_BYTES = 16 * 1024
+_HIGH_WATER_BYTES: Final = 64 * 1024
+_LOW_WATER_BYTES: Final = 16 * 1024
 
 # why the DownstreamConnection was told to pause writing (a bit each)
-_HELD = 1  # this stream holds too many bytes the client's window does not admit yet
-_SOCKET = 2  # the client connection's socket buffer is full
+_HELD: Final = 1  # this stream holds too many bytes the client's window does not admit yet
+_SOCKET: Final = 2  # the client connection's socket buffer is full
 
-_LAST_CHUNK = b"0\r\n\r\n"
-_NO_BODY_METHODS = frozenset((b"GET", b"HEAD"))
+_LAST_CHUNK: Final = b"0\r\n\r\n"
+_NO_BODY_METHODS: Final = frozenset((b"GET", b"HEAD"))
 
 
 class StreamDownstream(Protocol):
@@ -433,8 +433,7 @@ class ClientStream(asyncio.Transport):
         return self._closing or self._finished or self.conn.closed
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
-        transport = self.conn.transport
-        return default if transport is None else transport.get_extra_info(name, default)
+        return self.conn.extra_info(name, default)
 
     def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
         """After a WebSocket's 101, the tunnel's side takes the stream's bytes over."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, Final, cast
 
 from h2.errors import ErrorCodes
 from h2.events import (
@@ -44,8 +44,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_ABORT_AFTER_S = 2.0  # a connection closed for abuse that does not drain its output is reset
-_DEFAULT_WINDOW_BYTES = 65535  # RFC 9113 §6.9.2: every connection window starts here
+_ABORT_AFTER_S: Final = 2.0  # a connection closed for abuse that does not drain its output is reset
+_ABSENT: Final = object()  # extra info a transport does not have
+_DEFAULT_WINDOW_BYTES: Final = 65535  # RFC 9113 §6.9.2: every connection window starts here
 
 
 def take_over(ctx: HttpListenerContext, transport: asyncio.Transport, initial: bytes = b"") -> None:
@@ -74,6 +75,7 @@ class H2Connection(asyncio.Protocol):
         "ctx",
         "loop",
         "transport",
+        "_extra",
         "h2",
         "guard",
         "stats",
@@ -106,6 +108,7 @@ class H2Connection(asyncio.Protocol):
         self.ctx = ctx
         self.loop = ctx.loop
         self.transport: asyncio.Transport | None = None
+        self._extra: dict[str, Any] = {}  # the transport's extra info, as asked by streams
         settings = self._settings = listener.http2
         self._max_header_bytes = listener.limits.max_header_bytes
         self.h2 = H2Engine(
@@ -287,6 +290,17 @@ class H2Connection(asyncio.Protocol):
                     return
 
     # -- driven by the streams ---------------------------------------------------------------
+
+    def extra_info(self, name: str, default: Any = None) -> Any:
+        """The transport's extra info for `name`, asked of it once: every stream asks for its
+        peer's address, and uvloop answers with a system call."""
+        found = self._extra.get(name, _ABSENT)
+        if found is _ABSENT:
+            transport = self.transport
+            if transport is None:
+                return default
+            found = self._extra[name] = transport.get_extra_info(name, _ABSENT)
+        return default if found is _ABSENT else found
 
     def want_flush(self, stream: ClientStream | None) -> None:
         """`stream` (or only h2's own output, for None) has something to send soon."""

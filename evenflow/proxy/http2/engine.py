@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterable
-from typing import NoReturn
+from typing import Final, NoReturn
 
 from h2.errors import ErrorCodes
 from h2.events import (
@@ -47,36 +47,36 @@ from hpack import HPACKError, OversizedHeaderListError
 from evenflow.proxy.http2.field_decoder import FieldDecoder
 from evenflow.proxy.http2.field_encoder import StatelessEncoder
 
-PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+PREFACE: Final = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
 # frame types (§6) and flags
-DATA = 0x0
-HEADERS = 0x1
-PRIORITY = 0x2
-RST_STREAM = 0x3
-SETTINGS = 0x4
-PUSH_PROMISE = 0x5
-PING = 0x6
-GOAWAY = 0x7
-WINDOW_UPDATE = 0x8
-CONTINUATION = 0x9
-END_STREAM = 0x1
-ACK = 0x1
-END_HEADERS = 0x4
-PADDED = 0x8
-PRIORITY_FLAG = 0x20
+DATA: Final = 0x0
+HEADERS: Final = 0x1
+PRIORITY: Final = 0x2
+RST_STREAM: Final = 0x3
+SETTINGS: Final = 0x4
+PUSH_PROMISE: Final = 0x5
+PING: Final = 0x6
+GOAWAY: Final = 0x7
+WINDOW_UPDATE: Final = 0x8
+CONTINUATION: Final = 0x9
+END_STREAM: Final = 0x1
+ACK: Final = 0x1
+END_HEADERS: Final = 0x4
+PADDED: Final = 0x8
+PRIORITY_FLAG: Final = 0x20
 
-_FRAME_HEADER = struct.Struct(">HBBBL")  # length (24 bits as 16+8), type, flags, stream id
-_UINT32 = struct.Struct(">L")
-_SETTING = struct.Struct(">HL")
-_GOAWAY = struct.Struct(">LL")
-_STREAM_MASK = 0x7FFFFFFF
-_MAX_WINDOW = 2**31 - 1
-_DEFAULT_WINDOW = 65535
-_DEFAULT_FRAME_BYTES = 16384
-_MAX_FRAME_BYTES = 2**24 - 1
-_RESETS_REMEMBERED = 1024  # streams reset by evenflow whose late frames are still ignored
-_MIN_UPDATE_BYTES = 1024  # the smallest connection WINDOW_UPDATE once the window is low
+_FRAME_HEADER: Final = struct.Struct(">HBBBL")  # length (24 bits as 16+8), type, flags, stream id
+_UINT32: Final = struct.Struct(">L")
+_SETTING: Final = struct.Struct(">HL")
+_GOAWAY: Final = struct.Struct(">LL")
+_STREAM_MASK: Final = 0x7FFFFFFF
+_MAX_WINDOW: Final = 2**31 - 1
+_DEFAULT_WINDOW: Final = 65535
+_DEFAULT_FRAME_BYTES: Final = 16384
+_MAX_FRAME_BYTES: Final = 2**24 - 1
+_RESETS_REMEMBERED: Final = 1024  # streams reset by evenflow whose late frames are still ignored
+_MIN_UPDATE_BYTES: Final = 1024  # the smallest connection WINDOW_UPDATE once the window is low
 
 
 def frame(kind: int, flags: int, stream_id: int, payload: bytes | memoryview = b"") -> bytes:

@@ -15,6 +15,7 @@ never-indexed (§6.2.3) as hpack's NeverIndexedHeaderTuple, which the upstream e
 from __future__ import annotations
 
 from collections import deque
+from typing import Final
 
 from hpack import Decoder, NeverIndexedHeaderTuple
 from hpack.exceptions import HPACKDecodingError, InvalidTableSizeError, OversizedHeaderListError
@@ -22,11 +23,11 @@ from hpack.huffman_table import decode_huffman
 from hpack.table import HeaderTable
 
 _STATIC: tuple[tuple[bytes, bytes], ...] = HeaderTable.STATIC_TABLE
-_STATIC_ENTRIES = len(_STATIC)  # 61
-_ENTRY_OVERHEAD = 32  # §4.1: an entry's size is its name and value plus 32
-_DEFAULT_TABLE_BYTES = 4096  # §6.5.2 of RFC 9113: SETTINGS_HEADER_TABLE_SIZE's default
-_DEFAULT_MAX_LIST_BYTES = 64 * 1024
-_MAX_INTEGER_BYTES = 4  # continuation bytes of an integer: 2^28 is beyond any limit here
+_STATIC_ENTRIES: Final = len(_STATIC)  # 61
+_ENTRY_OVERHEAD: Final = 32  # §4.1: an entry's size is its name and value plus 32
+_DEFAULT_TABLE_BYTES: Final = 4096  # §6.5.2 of RFC 9113: SETTINGS_HEADER_TABLE_SIZE's default
+_DEFAULT_MAX_LIST_BYTES: Final = 64 * 1024
+_MAX_INTEGER_BYTES: Final = 4  # continuation bytes of an integer: 2^28 is beyond any limit here
 
 
 class FieldDecoder(Decoder):

@@ -15,14 +15,14 @@ nginx makes the same trade for the same reason.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Final
 
 from hpack import Encoder, HeaderTuple
 from hpack.huffman import HuffmanEncoder
 from hpack.huffman_constants import REQUEST_CODES, REQUEST_CODES_LENGTH
 from hpack.table import HeaderTable
 
-_HUFFMAN = HuffmanEncoder(REQUEST_CODES, REQUEST_CODES_LENGTH)
+_HUFFMAN: Final = HuffmanEncoder(REQUEST_CODES, REQUEST_CODES_LENGTH)
 
 # name -> static index of its first entry; (name, value) -> index of the entry (§A)
 _NAME_INDEX: dict[bytes, int] = {}
@@ -34,8 +34,8 @@ for _index, (_name, _value) in enumerate(HeaderTable.STATIC_TABLE, start=1):
 # field -> its bytes, shared by every connection (an encoding depends on the field alone);
 # bounded: past the limit it starts over, which a Date that changes each second comes to
 _CACHE: dict[tuple[bytes, bytes, bool], bytes] = {}
-_CACHE_LIMIT = 4096
-_TABLE_SIZE_ZERO = b"\x20"  # dynamic table size update to 0 (§6.3)
+_CACHE_LIMIT: Final = 4096
+_TABLE_SIZE_ZERO: Final = b"\x20"  # dynamic table size update to 0 (§6.3)
 
 
 def _integer(value: int, prefix_bits: int, first_bits: int) -> bytes:

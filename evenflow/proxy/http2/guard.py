@@ -9,27 +9,29 @@ h2 checks the rest of the protocol itself. `Http2Stats` is what a listener's met
 
 from __future__ import annotations
 
-_PREFACE_BYTES = 24  # RFC 9113 §3.4: "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", checked by h2
+from typing import Final
 
-_DATA = 0
-_HEADERS = 1
-_PRIORITY = 2
-_RST_STREAM = 3
-_SETTINGS = 4
-_PING = 6
-_WINDOW_UPDATE = 8
-_CONTINUATION = 9
-_END_STREAM = 0x1
-_ACK = 0x1
-_END_HEADERS = 0x4
+_PREFACE_BYTES: Final = 24  # RFC 9113 §3.4: "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", checked by h2
+
+_DATA: Final = 0
+_HEADERS: Final = 1
+_PRIORITY: Final = 2
+_RST_STREAM: Final = 3
+_SETTINGS: Final = 4
+_PING: Final = 6
+_WINDOW_UPDATE: Final = 8
+_CONTINUATION: Final = 9
+_END_STREAM: Final = 0x1
+_ACK: Final = 0x1
+_END_HEADERS: Final = 0x4
 
 # Frames that cost the server work and carry no request: counted against the control budget
-_CONTROL_NAMES = {_PRIORITY: "priority", _SETTINGS: "settings", _PING: "ping"}
+_CONTROL_NAMES: Final = {_PRIORITY: "priority", _SETTINGS: "settings", _PING: "ping"}
 
 # reasons a connection is closed for abuse (the metrics' labels)
-RAPID_RESET = "rapid_reset"
-CONTINUATION_FLOOD = "continuation_flood"
-HEADER_BLOCK_TOO_LARGE = "header_block_too_large"
+RAPID_RESET: Final = "rapid_reset"
+CONTINUATION_FLOOD: Final = "continuation_flood"
+HEADER_BLOCK_TOO_LARGE: Final = "header_block_too_large"
 
 
 class GuardLimits:

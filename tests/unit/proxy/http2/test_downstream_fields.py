@@ -103,6 +103,26 @@ def test_content_length_is_kept_and_noted() -> None:
     assert b"content-length: 12\r\n" in request.head(chunked=False)
 
 
+def test_a_repeated_request_reads_the_same_and_still_sets_its_flags() -> None:
+    # the second time, its ordinary fields come from the checked-lines cache
+    fields = req(
+        (b"accept", b"*/*"),
+        (b"content-type", b"application/grpc"),
+        (b"content-length", b"5"),
+        (b"user-agent", b"h2load"),
+        method=b"POST",
+    )
+    first, again = parse_request(fields), parse_request(list(fields))
+    assert again.head(chunked=False) == first.head(chunked=False)
+    assert again.is_grpc and again.has_length
+
+
+def test_a_bad_field_is_refused_every_time_it_comes() -> None:
+    for _ in range(2):
+        with pytest.raises(Malformed, match="invalid character"):
+            parse_request(req((b"x-evil", b"a\x00b")))
+
+
 def test_options_asterisk_and_connect_authority_form() -> None:
     assert parse_request(req(method=b"OPTIONS", path=b"*")).target == b"*"
     connect = parse_request([(b":method", b"CONNECT"), (b":authority", b"db:5432")])
