@@ -12,6 +12,7 @@ Shutdown, in order:
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import socket
@@ -336,6 +337,13 @@ async def serve(config: Config, config_path: str | None = None) -> None:
         loop.add_signal_handler(signum, server.request_stop)
     loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(_reload_on_signal(server)))
     await server.start()
+    # What start-up made (modules, the config's models, the snapshot) lives until exit: frozen,
+    # out of the collector's generations, no collection walks it again. A young generation of
+    # 10,000 objects, not 700: an HTTP/2 stream makes a few dozen tracked objects that
+    # reference counting frees, and collecting every 700 allocations cost 5% of a request
+    # (bench: h2c 189k -> 179k instructions); cyclic garbage waits a little longer, bounded.
+    gc.freeze()
+    gc.set_threshold(10_000, 20, 20)
     try:
         await server.wait_stopped()
         log.info("stopping: draining connections (up to %gs)", config.drain_timeout)
