@@ -532,7 +532,8 @@ def ratios(runs: list[Run]) -> dict[str, dict[str, Any]]:
 
 def costs(runs: list[Run]) -> dict[str, dict[str, Any]]:
     """For each evenflow variant measured beside plain evenflow: its CPU per request over
-    plain evenflow's, per round (both measured in it) and the median of those rounds."""
+    plain evenflow's, per round (both measured in it) and the median of those rounds; and the
+    logged variant over the bare one, the whole cost of observability."""
     plain = {r.round: r for r in runs if r.proxy == "evenflow"}
     found = {}
     for variant in (LOGGED, BARE):
@@ -547,6 +548,16 @@ def costs(runs: list[Run]) -> dict[str, dict[str, Any]]:
             "requests_per_s_vs_evenflow_median": statistics.median(
                 other[n].requests_per_s / plain[n].requests_per_s for n in rounds
             ),
+        }
+    logged = {r.round: r for r in runs if r.proxy == LOGGED}
+    bare = {r.round: r for r in runs if r.proxy == BARE}
+    rounds = sorted(set(logged) & set(bare))
+    if rounds:
+        # issue 6's measure: the access log, metrics and tracing together, against none of them
+        per_round = [logged[n].cpu_us_per_req / bare[n].cpu_us_per_req for n in rounds]
+        found["observability_vs_bare"] = {
+            "cpu_per_req_by_round": per_round,
+            "cpu_per_req_median": statistics.median(per_round),
         }
     return found
 
@@ -578,6 +589,13 @@ def print_costs(found: dict[str, dict[str, Any]]) -> None:
         BARE: "without metrics and tracing (evenflow-bare) vs with",
     }
     for variant, cost in found.items():
+        if variant == "observability_vs_bare":
+            by_round = ", ".join(f"x{r:.3f}" for r in cost["cpu_per_req_by_round"])
+            print(
+                f"log, metrics and tracing ({LOGGED}) vs none ({BARE}): CPU/req "
+                f"x{cost['cpu_per_req_median']:.3f} (median; rounds {by_round})"
+            )
+            continue
         by_round = ", ".join(f"x{r:.3f}" for r in cost["cpu_per_req_vs_evenflow_by_round"])
         print(
             f"{what[variant]}: CPU/req x{cost['cpu_per_req_vs_evenflow_median']:.3f} (median; "
