@@ -106,6 +106,7 @@ class LoggedExchange(Protocol):
 
 
 FLUSH_INTERVAL_S: Final = 0.2
+FLUSH_BATCH_LINES: Final = 1000  # lines written at once, at the latest
 MAX_PENDING_LINES = 20000  # ~ a few MB; past it lines are dropped, not queued without bound
 
 
@@ -161,6 +162,11 @@ class AccessLog:
         )
         if self._flush_handle is None:
             self._flush_handle = self._loop.call_later(FLUSH_INTERVAL_S, self.flush)
+        elif len(pending) == FLUSH_BATCH_LINES:
+            # a busy second: write this batch now, not with the timer, so one flush never
+            # holds the loop for long (7,000 lines took 7 ms, every request's p99 with them)
+            self._flush_handle.cancel()
+            self._flush_handle = self._loop.call_later(0, self.flush)
 
     def log_record(self, record: dict[str, object]) -> None:
         """A ready-made record (a refused request, a tcp connection, a udp flow)."""

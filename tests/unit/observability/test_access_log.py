@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from evenflow.observability import access_log
 from evenflow.observability.access_log import (
+    FLUSH_BATCH_LINES,
     FLUSH_INTERVAL_S,
     AccessLog,
     combined,
@@ -320,6 +321,17 @@ def test_lines_are_written_in_batches_by_one_timer(tmp_path: Path) -> None:
     assert json.loads(lines[0])["backend"] == "10.0.0.2:8000"
     log.log_exchange("public", exchange())
     assert len(loop.timers) == 1  # the next batch arms the timer again
+    log.close()
+
+
+def test_a_full_batch_is_written_at_once_not_with_the_timer(tmp_path: Path) -> None:
+    log, loop, path = make_log(tmp_path)
+    for _ in range(FLUSH_BATCH_LINES):
+        log.log_exchange("public", exchange())
+    (interval, timer), (now, _) = loop.timers
+    assert timer.cancelled and (interval, now) == (FLUSH_INTERVAL_S, 0)
+    loop.fire()
+    assert len(path.read_text().splitlines()) == FLUSH_BATCH_LINES
     log.close()
 
 
