@@ -29,6 +29,8 @@ native: $(NATIVE)
 demo: $(VENV)/.installed
 	$(BIN)/evenflow demo
 
+# ruff, mypy, the compiled build, the whole suite against it; then the unit tests again as
+# pure Python, as evenflow runs where no C compiler is
 test: $(VENV)/.installed-test
 	scripts/test-tools.sh
 	$(BIN)/ruff check evenflow tests bench scripts
@@ -36,7 +38,6 @@ test: $(VENV)/.installed-test
 	$(BIN)/mypy evenflow scripts/build_native.py
 	$(MAKE) native
 	$(BIN)/pytest -q
-	# the same code as pure Python, as it runs where no C compiler is (the unit tests)
 	EVENFLOW_NATIVE=0 $(BIN)/pytest -q -p no:cacheprovider tests/unit
 
 lint: $(VENV)/.installed-test
