@@ -18,6 +18,8 @@ that into exit status 1.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import os
 import shutil
@@ -67,6 +69,7 @@ NATIVE_MODULES = [
 ]
 GROUP = "evenflow._native"  # the shared library: evenflow/_native__mypyc.<abi>.so
 BUILD_TEMP = ROOT / "build" / "native"  # mypyc writes its C to build/, as it always does
+BUILD_LOG = ROOT / "build" / "native.log"
 
 
 def remove_previous() -> None:
@@ -126,18 +129,30 @@ def main() -> int:
         except ImportError:
             reason = "mypyc is not installed (it comes with mypy, a test dependency)"
     if not reason:
+        # mypyc's and the compiler's lines go to build/native.log; the terminal gets them
+        # only when something failed
+        output = io.StringIO()
         try:
-            compile_in_place()
+            with contextlib.redirect_stdout(output):
+                compile_in_place()
         except (Exception, SystemExit) as exc:  # a compiler error, a mypy error: say which
             remove_previous()
-            reason = f"mypyc could not compile it: {str(exc).strip().splitlines()[-1:]}"
+            print(output.getvalue()[-4000:], file=sys.stderr)
+            detail = str(exc).strip().splitlines()
+            reason = f"mypyc could not compile it ({detail[-1] if detail else type(exc).__name__})"
+        finally:
+            BUILD_LOG.parent.mkdir(parents=True, exist_ok=True)
+            BUILD_LOG.write_text(output.getvalue())
     if reason:
         write_manifest([], reason)
         print(f"build_native: evenflow stays pure Python: {reason}", file=sys.stderr)
         return 1 if args.require else 0
     modules = [path.removesuffix(".py").replace("/", ".") for path in NATIVE_MODULES]
     write_manifest(modules)
-    print(f"build_native: {len(modules)} modules compiled in {time.monotonic() - started:.0f} s")
+    print(
+        f"build_native: {len(modules)} modules compiled in {time.monotonic() - started:.0f} s "
+        f"(output: {BUILD_LOG.relative_to(ROOT)})"
+    )
     return 0
 
 
