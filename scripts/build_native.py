@@ -6,8 +6,9 @@ that buys is measured by bench/instructions.py: see ARCHITECTURE.md.
 
 Then it writes evenflow/_native.json: the modules and a digest of every evenflow source. At
 `import evenflow`, evenflow/native.py uses the compiled modules only while that digest matches
-the sources; after any edit evenflow runs as pure Python until this script runs again (the
-Makefile does, when a source is newer than the manifest).
+the sources; after any edit evenflow runs as pure Python until this script runs again (make
+test and make bench run it; it does nothing when the build in place matches the sources).
+A build that failed is tried again the next time.
 
 It needs mypy (which brings mypyc: a test dependency) and a C compiler. Without them, or when
 the compiler fails, it says why, leaves no extension module behind, records the reason in the
@@ -31,7 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "evenflow"
 sys.path.insert(0, str(ROOT))
 
-from evenflow.native import MANIFEST, source_digest  # noqa: E402  (the package, not installed)
+from evenflow.native import MANIFEST, read_manifest, source_digest  # noqa: E402  (the package, not installed)
 
 # The per-request path of HTTP/1.1 and of HTTP/2's server side, and what they call on every
 # request. A module belongs here
@@ -115,11 +116,27 @@ def compile_in_place() -> None:
     distribution.run_command("build_ext")
 
 
+def up_to_date() -> bool:
+    """A build of these modules from exactly these sources is in place."""
+    manifest = read_manifest()
+    modules = [path.removesuffix(".py").replace("/", ".") for path in NATIVE_MODULES]
+    return (
+        manifest is not None
+        and manifest.get("modules") == modules
+        and manifest.get("digest") == source_digest(PACKAGE)
+        and all(any(ROOT.glob(f"{path.removesuffix('.py')}.*.so")) for path in NATIVE_MODULES)
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--require", action="store_true", help="exit 1 when it cannot compile")
+    parser.add_argument("--force", action="store_true", help="build even when up to date")
     args = parser.parse_args()
     os.chdir(ROOT)  # mypyc takes the module paths, and pyproject.toml's mypy settings, from here
+    if not args.force and up_to_date():
+        print("build_native: the compiled build matches the sources")
+        return 0
     remove_previous()
     started = time.monotonic()
     reason = compiler_missing()
