@@ -68,6 +68,7 @@ NATIVE_MODULES = [
     "evenflow/observability/stats.py",
     "evenflow/observability/tracing.py",
 ]
+MODULE_NAMES = [path.removesuffix(".py").replace("/", ".") for path in NATIVE_MODULES]
 GROUP = "evenflow._native"  # the shared library: evenflow/_native__mypyc.<abi>.so
 BUILD_TEMP = ROOT / "build" / "native"  # mypyc writes its C to build/, as it always does
 BUILD_LOG = ROOT / "build" / "native.log"
@@ -119,10 +120,9 @@ def compile_in_place() -> None:
 def up_to_date() -> bool:
     """A build of these modules from exactly these sources is in place."""
     manifest = read_manifest()
-    modules = [path.removesuffix(".py").replace("/", ".") for path in NATIVE_MODULES]
     return (
         manifest is not None
-        and manifest.get("modules") == modules
+        and manifest.get("modules") == MODULE_NAMES
         and manifest.get("digest") == source_digest(PACKAGE)
         and all(any(ROOT.glob(f"{path.removesuffix('.py')}.*.so")) for path in NATIVE_MODULES)
     )
@@ -164,10 +164,9 @@ def main() -> int:
         write_manifest([], reason)
         print(f"build_native: evenflow stays pure Python: {reason}", file=sys.stderr)
         return 1 if args.require else 0
-    modules = [path.removesuffix(".py").replace("/", ".") for path in NATIVE_MODULES]
-    write_manifest(modules)
+    write_manifest(MODULE_NAMES)
     print(
-        f"build_native: {len(modules)} modules compiled in {time.monotonic() - started:.0f} s "
+        f"build_native: {len(MODULE_NAMES)} modules compiled in {time.monotonic() - started:.0f} s "
         f"(output: {BUILD_LOG.relative_to(ROOT)})"
     )
     return 0

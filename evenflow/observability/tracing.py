@@ -63,19 +63,18 @@ _RANDOM: Final = RandomHex()
 def new_trace() -> tuple[bytes, bytes]:
     """A trace that starts here: (trace id, the traceparent of evenflow's span, sampled)."""
     digits = _RANDOM.take(48)  # the trace id, then evenflow's span id
-    trace_id = digits[:32]
-    span_id = digits[32:]
-    # all zeros is invalid (§3.2.2.3, §3.2.2.4): one chance in 2**128 and 2**64
-    if trace_id == _ZERO_TRACE:
-        trace_id = _ZERO_TRACE[:-1] + b"1"
-    if span_id == _ZERO_SPAN:
-        span_id = _ZERO_SPAN[:-1] + b"1"
+    trace_id = _nonzero(digits[:32], _ZERO_TRACE)
+    span_id = _nonzero(digits[32:], _ZERO_SPAN)
     return trace_id, b"".join((b"00-", trace_id, b"-", span_id, b"-01"))
 
 
 def new_span_id() -> bytes:
-    span_id = _RANDOM.take(16)
-    return _ZERO_SPAN[:-1] + b"1" if span_id == _ZERO_SPAN else span_id
+    return _nonzero(_RANDOM.take(16), _ZERO_SPAN)
+
+
+def _nonzero(digits: bytes, zero: bytes) -> bytes:
+    # an all-zero id is invalid (§3.2.2.3, §3.2.2.4): one chance in 2**64 or 2**128
+    return zero[:-1] + b"1" if digits == zero else digits
 
 
 def traceparent(trace_id: bytes, span_id: bytes, flags: bytes) -> bytes:
