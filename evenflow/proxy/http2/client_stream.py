@@ -25,10 +25,12 @@ from evenflow.proxy.http1.downstream import DownstreamConnection
 from evenflow.proxy.http2.downstream_fields import (
     H2Request,
     Malformed,
+    encoded_response_head,
     response_fields,
     response_trailers,
     trailer_lines,
 )
+from evenflow.proxy.http2.field_encoder import encode_field
 
 if TYPE_CHECKING:
     from evenflow.proxy.http1.exchange import Exchange
@@ -100,6 +102,7 @@ class ClientStream(asyncio.Transport):
         "_in_interim",
         "_status",
         "_head",
+        "_length_at",
         "_out",
         "_out_bytes",
         "_trailers",
@@ -142,7 +145,9 @@ class ClientStream(asyncio.Transport):
         self._interim: list[list[tuple[bytes, bytes]]] = []  # 1xx heads not sent yet
         self._in_interim = False
         self._status = 0
-        self._head: list[tuple[bytes, bytes]] | None = None  # final HEADERS not sent yet
+        self._head: list[bytes] | None = None  # final HEADERS not sent yet, HPACK-encoded
+        # ..and where their content-length is (-1: none), dropped when they end the stream
+        self._length_at = -1
         self._out: deque[bytes | memoryview] = deque()  # body not sent yet
         self._out_bytes = 0
         self._trailers: list[tuple[bytes, bytes]] = []
@@ -293,10 +298,11 @@ class ClientStream(asyncio.Transport):
             if head is not None:
                 self._head = None
                 end = self._complete and not out and not self._trailers
-                if end and not self._is_head and self._status != 304:
-                    # the stream ends here: a content-length would say nothing more
-                    head = [(n, v) for n, v in head if n != b"content-length"]
-                h2.send_headers(sid, head, end_stream=end)
+                # when the stream ends here a content-length would say nothing more (a HEAD's
+                # or a 304's tells the size of what was not sent)
+                if self._length_at >= 0 and end and not self._is_head and self._status != 304:
+                    del head[self._length_at]
+                h2.send_encoded_headers(sid, head, end_stream=end)
                 self._end_sent = end
             if out:
                 self._send_body(out)
@@ -506,7 +512,7 @@ class ClientStream(asyncio.Transport):
             self._upgraded = True
             self._status = 200
             self._head = [
-                (name, value)
+                encode_field(name, value)
                 for name, value in response_fields(200, fields, keep_length=False)
                 if name != b"sec-websocket-accept"
             ]
@@ -529,11 +535,12 @@ class ClientStream(asyncio.Transport):
                 self._interim.append(response_fields(status, fields, keep_length=False))
             return
         self._status = status
-        for name, _ in fields:
-            lname = name.lower()
-            if lname == b"content-length" or lname == b"transfer-encoding":
-                self._has_framing = True
-        self._head = response_fields(status, fields, keep_length=status != 204)
+        head, length_at, self._has_framing = encoded_response_head(status, fields)
+        if length_at >= 0 and status == 204:  # RFC 9110 §8.6: a 204 has no content-length
+            del head[length_at]
+            length_at = -1
+        self._head = head
+        self._length_at = length_at
         if self._is_head:
             self._end_response()
             raise _HeadResponseEnd

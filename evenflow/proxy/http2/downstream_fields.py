@@ -13,6 +13,8 @@ import os
 import re
 from typing import Final
 
+from evenflow.proxy.http2.field_encoder import encode_field
+
 # RFC 9113 §8.2.2: connection-specific fields make a request malformed (TE: only "trailers")
 _CONNECTION_SPECIFIC: Final = frozenset(
     (b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade")
@@ -231,6 +233,71 @@ def response_fields(
             continue
         out.append((name, value.strip(b" \t")))
     return out
+
+
+# What becomes of a field of the backend's response head on its way into HEADERS
+_SENT: Final = 0
+_LENGTH: Final = 1  # content-length: sent unless the HEADERS end the stream (or a 204)
+_FRAMING: Final = 2  # transfer-encoding: not sent, but the body is framed
+_DROPPED: Final = 3  # other connection-specific fields
+
+# raw name -> raw value -> (the field's HPACK bytes, what becomes of it). A backend sends the
+# same response fields again and again, and one lookup per field replaces lowercasing,
+# trimming, checking and encoding it. Bounded: a table that fills up is emptied.
+_encoded_fields: Final[dict[bytes, dict[bytes, tuple[bytes, int]]]] = {}
+_ENCODED_NAMES_LIMIT: Final = 256
+_ENCODED_VALUES_LIMIT: Final = 64  # per name: a Date or a content-length changes
+_status_fields: Final[dict[int, bytes]] = {}
+
+
+def encoded_response_head(
+    status: int, fields: list[tuple[bytes, bytes]]
+) -> tuple[list[bytes], int, bool]:
+    """A final response head parsed by llhttp, as HPACK-encoded pieces for HEADERS.
+
+    The same translation as `response_fields`, and the same wire bytes as StatelessEncoder
+    makes of its result: (the pieces, starting with :status; the index of the content-length
+    piece, for the caller to drop, or -1; whether a content-length or transfer-encoding
+    framed the body).
+    """
+    status_field = _status_fields.get(status)
+    if status_field is None:
+        status_field = _status_fields[status] = encode_field(b":status", b"%d" % status)
+    pieces = [status_field]
+    length_at = -1
+    framed = False
+    for name, value in fields:
+        by_value = _encoded_fields.get(name)
+        if by_value is None:
+            if len(_encoded_fields) >= _ENCODED_NAMES_LIMIT:
+                _encoded_fields.clear()
+            by_value = _encoded_fields[name] = {}
+        known = by_value.get(value)
+        if known is None:
+            if len(by_value) >= _ENCODED_VALUES_LIMIT:
+                by_value.clear()
+            known = by_value[value] = _encoded_response_field(name, value)
+        encoded, fate = known
+        if fate == _SENT:
+            pieces.append(encoded)
+        elif fate == _LENGTH:
+            if length_at < 0:
+                length_at = len(pieces)
+                pieces.append(encoded)  # llhttp refused differing ones; the same once
+            framed = True
+        elif fate == _FRAMING:
+            framed = True
+    return pieces, length_at, framed
+
+
+def _encoded_response_field(name: bytes, value: bytes) -> tuple[bytes, int]:
+    name = name.lower()
+    if name == b"transfer-encoding":
+        return b"", _FRAMING
+    if name in _DROPPED_FROM_RESPONSES:
+        return b"", _DROPPED
+    encoded = encode_field(name, value.strip(b" \t"))
+    return encoded, _LENGTH if name == b"content-length" else _SENT
 
 
 def response_trailers(fields: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:

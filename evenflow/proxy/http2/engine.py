@@ -156,8 +156,17 @@ class H2Engine:
     def send_headers(
         self, stream_id: int, headers: Iterable[tuple[bytes, bytes]], end_stream: bool = False
     ) -> None:
+        stream = self._sending(stream_id)  # before encoding: a table size update is sent once
+        self._send_block(stream_id, stream, self.encoder.encode(headers), end_stream)
+
+    def send_encoded_headers(
+        self, stream_id: int, pieces: list[bytes], end_stream: bool = False
+    ) -> None:
+        """HEADERS of fields encoded already, each by field_encoder.encode_field."""
         stream = self._sending(stream_id)
-        block = self.encoder.encode(headers)
+        self._send_block(stream_id, stream, self.encoder.join(pieces), end_stream)
+
+    def _send_block(self, stream_id: int, stream: _Stream, block: bytes, end_stream: bool) -> None:
         limit = self.max_outbound_frame_size
         flags = END_STREAM if end_stream else 0
         if len(block) <= limit:

@@ -96,6 +96,13 @@ class StatelessEncoder(Encoder):
         self._table_size = value
         self._announce = True
 
+    def join(self, pieces: list[bytes]) -> bytes:
+        """A header block of fields encoded already (by `encode_field`)."""
+        if self._announce:
+            self._announce = False
+            return _TABLE_SIZE_ZERO + b"".join(pieces)
+        return b"".join(pieces)
+
     def encode(self, headers: Iterable[Any], huffman: bool = True) -> bytes:
         cache = _CACHE
         block = []

@@ -17,11 +17,14 @@ from hypothesis import strategies as st
 from evenflow.proxy.http1.heads import grpc_error
 from evenflow.proxy.http2.downstream_fields import (
     Malformed,
+    encoded_response_head,
     parse_request,
     response_fields,
     response_trailers,
     trailer_lines,
 )
+from evenflow.proxy.http2.field_decoder import FieldDecoder
+from evenflow.proxy.http2.field_encoder import StatelessEncoder
 
 Fields = list[tuple[bytes, bytes]]
 
@@ -309,6 +312,47 @@ def test_a_204_or_1xx_carries_no_content_length() -> None:
     assert response_fields(204, [(b"content-length", b"0")], keep_length=False) == [
         (b":status", b"204")
     ]
+
+
+_RESPONSE_NAMES = [
+    b"Content-Type",
+    b"content-length",
+    b"Content-Length",
+    b"Transfer-Encoding",
+    b"Connection",
+    b"keep-alive",
+    b"TE",
+    b"Server",
+    b"date",
+    b"Set-Cookie",
+    b"x-custom",
+    b"X-Custom",
+    b"trailer",
+]
+
+
+@given(
+    st.sampled_from([200, 204, 301, 404, 503]),
+    st.lists(
+        st.tuples(
+            st.sampled_from(_RESPONSE_NAMES),
+            st.sampled_from([b"5", b"text/html", b" padded \t", b"chunked", b"", b"x" * 40]),
+        ),
+        max_size=8,
+    ),
+)
+def test_the_encoded_response_head_is_response_fields_encoded(status: int, fields: Fields) -> None:
+    """Differential: the cached, pre-encoded head carries exactly what response_fields makes
+    (one content-length, where the first one was), and decodes to it."""
+    pieces, length_at, framed = encoded_response_head(status, fields)
+    expected = response_fields(status, fields)
+    lengths = [i for i, (name, _) in enumerate(expected) if name == b"content-length"]
+    for extra in reversed(lengths[1:]):
+        del expected[extra]
+    assert length_at == (lengths[0] if lengths else -1)
+    assert framed == any(n.lower() in (b"content-length", b"transfer-encoding") for n, _ in fields)
+    assert b"".join(pieces) == StatelessEncoder().encode(expected)
+    assert FieldDecoder().decode(b"".join(pieces)) == expected
 
 
 def test_response_trailers_keep_grpc_status_and_drop_framing() -> None:
