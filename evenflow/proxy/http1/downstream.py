@@ -16,7 +16,7 @@ import socket
 import struct
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Final, Protocol, cast
+from typing import TYPE_CHECKING, Any, Final, Protocol, cast
 
 import httptools
 
@@ -225,6 +225,59 @@ _LOOKALIKE_PREFIXES: Final = frozenset((b"transfe", b"content"))
 _SEPARATORS: Final = re.compile(rb"[-_\s.]+")
 
 
+class ClientOrigin:
+    """Who is at the other end of a client connection, as each of its requests tells the
+    backend: worked out once per connection, and for HTTP/2 once for all of its streams."""
+
+    __slots__ = ("client_ip", "forwarded_lines", "cert_subject", "special_names", "ordinary_names")
+
+    def __init__(
+        self,
+        client_ip: str,
+        forwarded_lines: bytes,
+        cert_subject: bytes,
+        special_names: frozenset[bytes],
+        ordinary_names: frozenset[bytes],
+    ) -> None:
+        self.client_ip = client_ip
+        # X-Forwarded-For (the client's address alone: its own values go first), -Proto, Via
+        # and, with mTLS, the verified subject's header: what a forwarded head gets appended
+        self.forwarded_lines = forwarded_lines
+        self.cert_subject = cert_subject  # mTLS: the verified client certificate's subject
+        self.special_names = special_names  # header names on_header looks at
+        self.ordinary_names = ordinary_names  # and those it only records
+
+
+def client_origin(
+    ctx: HttpListenerContext, transport: asyncio.BaseTransport, ssl_object: Any
+) -> ClientOrigin:
+    """The origin of a connection accepted on `ctx`'s listener (`ssl_object`: its TLS
+    connection's ssl.SSLObject, None in clear)."""
+    peer = transport.get_extra_info("peername")
+    client_ip = peer[0] if isinstance(peer, tuple) else "unknown"
+    forwarded_lines = (
+        b"x-forwarded-for: %s\r\nx-forwarded-proto: %s\r\nvia: "
+        % (client_ip.encode(), ctx.scheme.encode())
+        + heads.VIA
+        + b"\r\n"
+    )
+    cert_header = ctx.client_cert_header
+    if ssl_object is None or cert_header is None:
+        return ClientOrigin(client_ip, forwarded_lines, b"", _REQUEST_SPECIAL, _ORDINARY_FIELDS)
+    # mTLS: the verified client's subject goes upstream (and a client's own header of that
+    # name never does: see on_header)
+    subject = client_subject(ssl_object.getpeercert())
+    if subject:
+        forwarded_lines += b"%s: %s\r\n" % (cert_header, subject)
+    return ClientOrigin(
+        client_ip,
+        forwarded_lines,
+        subject,
+        _REQUEST_SPECIAL | {cert_header},
+        _ORDINARY_FIELDS - {cert_header},
+    )
+
+
 def client_subject(cert: dict[str, object] | None) -> bytes:
     """A verified client certificate's subject as one header value: "CN=alice,O=Example"."""
     if not cert:
@@ -333,17 +386,19 @@ class DownstreamConnection(asyncio.Protocol):
         "_tunnel_bytes",
         "_special_names",
         "_ordinary_names",
+        "_origin",
         "_trailers",
         "_receiving",
     )
 
-    def __init__(self, ctx: HttpListenerContext, *, stream: bool = False) -> None:
+    def __init__(self, ctx: HttpListenerContext, *, stream: ClientOrigin | None = None) -> None:
         self.ctx = ctx
-        # True: this connection serves one HTTP/2 stream over a virtual transport (see
-        # proxy/http2/client_stream.py). The HTTP/2 connection is the client connection: it is
-        # registered, counted and limited, and its one watchdog runs this one's checks, so
-        # thousands of streams cost no timer each
-        self.is_stream = stream
+        # given: this connection serves one HTTP/2 stream over a virtual transport (see
+        # proxy/http2/client_stream.py) for the client `stream` describes. The HTTP/2
+        # connection is the client connection: it is registered, counted and limited, and its
+        # one watchdog runs this one's checks, so thousands of streams cost no timer each
+        self.is_stream = stream is not None
+        self._origin = stream
         self.loop = ctx.loop
         self.source = ctx.source
         self.listener_name = ctx.name
@@ -398,32 +453,21 @@ class DownstreamConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement asyncio.Transport without subclassing it
         self.transport = transport = cast(asyncio.Transport, transport)
-        peer = transport.get_extra_info("peername")
-        self.client_ip = peer[0] if isinstance(peer, tuple) else "unknown"
-        self.pick_ctx.client_ip = self.client_ip
-        self.forwarded_lines = (
-            b"x-forwarded-for: %s\r\nx-forwarded-proto: %s\r\nvia: "
-            % (self.client_ip.encode(), self.scheme_bytes)
-            + heads.VIA
-            + b"\r\n"
-        )
-        ssl_object = transport.get_extra_info("ssl_object")
-        if ssl_object is not None:
-            if not self.is_stream and ssl_object.selected_alpn_protocol() == "h2":
+        origin = self._origin
+        if origin is None:
+            ssl_object = transport.get_extra_info("ssl_object")
+            if ssl_object is not None and ssl_object.selected_alpn_protocol() == "h2":
                 from evenflow.proxy.http2.downstream import take_over
 
                 self.ctx.opened += 1
                 take_over(self.ctx, transport)  # HTTP/2 by ALPN: its own protocol from here
                 return
-            cert_header = self.ctx.client_cert_header
-            if cert_header is not None:
-                # mTLS: the verified client's subject goes upstream (and a client's own header
-                # of that name never does: see on_header)
-                subject = self.cert_subject = client_subject(ssl_object.getpeercert())
-                if subject:
-                    self.forwarded_lines += b"%s: %s\r\n" % (cert_header, subject)
-                self._special_names = _REQUEST_SPECIAL | {cert_header}
-                self._ordinary_names = _ORDINARY_FIELDS - {cert_header}
+            origin = client_origin(self.ctx, transport, ssl_object)
+        self.client_ip = self.pick_ctx.client_ip = origin.client_ip
+        self.forwarded_lines = origin.forwarded_lines
+        self.cert_subject = origin.cert_subject
+        self._special_names = origin.special_names
+        self._ordinary_names = origin.ordinary_names
         listener = self.source.snapshot.listeners[self.listener_name]
         self.max_header_bytes = listener.max_header_bytes
         self.max_body_bytes = listener.max_body_bytes

@@ -168,7 +168,7 @@ class ClientStream(asyncio.Transport):
 
     def start(self, request: H2Request, ended: bool) -> None:
         """Hand the request to a new DownstreamConnection (its head now, unless deferred)."""
-        down = self.down = new_downstream(self.conn.ctx, stream=True)
+        down = self.down = new_downstream(self.conn.ctx, stream=self.conn.origin)
         down.connection_made(self)
         self._is_head = request.method == b"HEAD"
         self._request_ended = ended

@@ -32,6 +32,7 @@ from h2.exceptions import DenialOfServiceError, ProtocolError
 from h2.settings import SettingCodes
 
 from evenflow.config.http2 import MAX_WINDOW_BYTES
+from evenflow.proxy.http1.downstream import ClientOrigin, client_origin
 from evenflow.proxy.http2.client_stream import ClientStream
 from evenflow.proxy.http2.downstream_fields import Malformed, parse_request
 from evenflow.proxy.http2.engine import H2Engine
@@ -81,6 +82,7 @@ class H2Connection(asyncio.Protocol):
         "stats",
         "streams",
         "client_ip",
+        "origin",
         "watchdog",
         "header_timeout_s",
         "idle_timeout_s",
@@ -136,6 +138,7 @@ class H2Connection(asyncio.Protocol):
         self.stats = stats
         self.streams: dict[int, ClientStream] = {}
         self.client_ip = "unknown"
+        self.origin: ClientOrigin | None = None  # the client, as each stream forwards it
         timeouts = listener.timeouts
         self.header_timeout_s = timeouts.header
         self.idle_timeout_s = timeouts.idle
@@ -166,8 +169,10 @@ class H2Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement asyncio.Transport without subclassing it
         self.transport = transport = cast(asyncio.Transport, transport)
-        peer = transport.get_extra_info("peername")
-        self.client_ip = peer[0] if isinstance(peer, tuple) else "unknown"
+        origin = self.origin = client_origin(
+            self.ctx, transport, transport.get_extra_info("ssl_object")
+        )
+        self.client_ip = origin.client_ip
         self.ctx.connections.add(self)
         self.stats.connections += 1
         settings = self._settings
@@ -294,12 +299,14 @@ class H2Connection(asyncio.Protocol):
     def extra_info(self, name: str, default: Any = None) -> Any:
         """The transport's extra info for `name`, asked of it once: every stream asks for its
         peer's address, and uvloop answers with a system call."""
-        found = self._extra.get(name, _ABSENT)
-        if found is _ABSENT:
+        extra = self._extra
+        if name in extra:
+            found = extra[name]
+        else:
             transport = self.transport
             if transport is None:
                 return default
-            found = self._extra[name] = transport.get_extra_info(name, _ABSENT)
+            found = extra[name] = transport.get_extra_info(name, _ABSENT)
         return default if found is _ABSENT else found
 
     def want_flush(self, stream: ClientStream | None) -> None:

@@ -30,8 +30,8 @@ MakePair = Callable[..., Pair]
 class FakeDown(asyncio.Protocol):
     """Stands in for the stream's DownstreamConnection: records what the stream feeds it."""
 
-    def __init__(self, ctx: object, *, stream: bool) -> None:
-        assert stream
+    def __init__(self, ctx: object, *, stream: object) -> None:
+        assert stream is not None
         self.transport: asyncio.Transport | None = None
         self.received = bytearray()
         self.lost = False
@@ -63,7 +63,7 @@ class FakeDown(asyncio.Protocol):
 def downs(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[FakeDown]]:
     made: list[FakeDown] = []
 
-    def factory(ctx: object, *, stream: bool) -> FakeDown:
+    def factory(ctx: object, *, stream: object) -> FakeDown:
         down = FakeDown(ctx, stream=stream)
         made.append(down)
         return down
