@@ -44,6 +44,13 @@ _BAD_TARGET: Final = re.compile(rb"[\x00-\x20\x7f]")
 # kept. Bounded: emptied when full.
 _checked_lines: Final[dict[tuple[bytes, bytes], bytes]] = {}
 _CHECKED_LINES_LIMIT: Final = 4096
+# ...and the :authority values that passed (a client names the same few hosts), bounded too
+_checked_authorities: Final[set[bytes]] = set()
+_CHECKED_AUTHORITIES_LIMIT: Final = 1024
+# methods that need no check against the token grammar
+_COMMON_METHODS: Final = frozenset(
+    (b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"OPTIONS", b"PATCH", b"CONNECT")
+)
 
 
 class Malformed(ValueError):
@@ -152,14 +159,18 @@ def parse_request(headers: list[tuple[bytes, bytes]], extended_connect: bool = F
     if cookies:
         lines.append(b"cookie: %s\r\n" % b"; ".join(cookies))
     method = pseudo.get(b":method")
-    if method is None or not _METHOD.fullmatch(method):
+    if method is None or (method not in _COMMON_METHODS and not _METHOD.fullmatch(method)):
         raise Malformed("missing or invalid :method")
     if method == b"PRI":
         raise Malformed("PRI is the connection preface, not a method")  # RFC 9113 §3.4
     authority = pseudo.get(b":authority")
     if authority is not None:
-        if not authority or b"@" in authority or _BAD_TARGET.search(authority):
-            raise Malformed("invalid :authority")
+        if authority not in _checked_authorities:
+            if not authority or b"@" in authority or _BAD_TARGET.search(authority):
+                raise Malformed("invalid :authority")
+            if len(_checked_authorities) >= _CHECKED_AUTHORITIES_LIMIT:
+                _checked_authorities.clear()
+            _checked_authorities.add(authority)
         if host is not None and host.lower() != authority.lower():
             raise Malformed("host differs from :authority")
     elif host is not None:
