@@ -49,6 +49,14 @@ _HELD: Final = 1  # this stream holds too many bytes the client's window does no
 _SOCKET: Final = 2  # the client connection's socket buffer is full
 
 _LAST_CHUNK: Final = b"0\r\n\r\n"
+
+# A response head as the DownstreamConnection wrote it (its exact bytes) -> what llhttp and
+# encoded_response_head made of it: (status, HPACK pieces, index of the content-length piece,
+# the body's length). Only heads of a final response whose body a content-length frames are
+# kept; the next such head is taken from here without llhttp (a parser costs more to make
+# than to run). A backend's head repeats but for its Date: few entries, emptied when full.
+_known_heads: Final[dict[bytes, tuple[int, list[bytes], int, int]]] = {}
+_KNOWN_HEADS_LIMIT: Final = 256
 _NO_BODY_METHODS: Final = frozenset((b"GET", b"HEAD"))
 
 
@@ -95,6 +103,9 @@ class ClientStream(asyncio.Transport):
         "_tunnel",
         # response side
         "_parser",
+        "_past_http",
+        "_head_seen",
+        "_body_left",
         "_is_head",
         "_fields",
         "_has_framing",
@@ -138,7 +149,12 @@ class ClientStream(asyncio.Transport):
         self._declined = False  # the backend answered 2xx, not 101: the client gets a 502
         # the byte relay's protocol that took this stream over after the 101 (proxy/tunnel.py)
         self._tunnel: asyncio.Protocol | None = None
-        self._parser: httptools.HttpResponseParser | None = httptools.HttpResponseParser(self)
+        # made for the first head that is not known already (see _known_heads)
+        self._parser: httptools.HttpResponseParser | None = None
+        # what is written is no longer HTTP/1.1: a HEAD response's head was, or a 101
+        self._past_http = False
+        self._head_seen: bytes | None = None  # the head llhttp is given, to be known next time
+        self._body_left = -1  # a known head's body still to come; -1: llhttp frames it
         self._is_head = False
         self._fields: list[tuple[bytes, bytes]] = []  # the head's, then the trailers' fields
         self._has_framing = False  # the response head had a content-length or chunked
@@ -357,6 +373,7 @@ class ClientStream(asyncio.Transport):
             return
         self._finished = True
         self._parser = None
+        self._past_http = True
         self._out.clear()
         self._out_bytes = 0
         unacked, self._unacked = self._unacked, 0
@@ -382,26 +399,35 @@ class ClientStream(asyncio.Transport):
     # -- asyncio.Transport, as the DownstreamConnection uses it ------------------------------
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
-        parser = self._parser
         if self._complete or self._reset_code is not None:
             return
-        if parser is None:
+        if self._body_left >= 0:
+            self._known_body(data)
+            self.conn.want_flush(self)
+            return
+        if self._past_http:
             if self._upgraded and data:
                 self.on_body(bytes(data))  # the WebSocket's bytes, as DATA
                 self.conn.want_flush(self)
             return
+        parser = self._parser
+        if parser is None:
+            if self._known_head(data):
+                self.conn.want_flush(self)
+                return
+            parser = self._parser = httptools.HttpResponseParser(self)
         try:
             parser.feed_data(data)
         except httptools.HttpParserCallbackError as exc:
             if not isinstance(exc.__context__, _HeadResponseEnd):
                 raise
-            self._parser = None  # whatever follows a HEAD response's head is not its body
+            self._past_http = True  # whatever follows a HEAD response's head is not its body
         except httptools.HttpParserUpgrade as exc:
             if not self._upgraded:
                 log.error("stream %d of %s: unasked 101", self.stream_id, self.conn.ctx.name)
                 self.reset(ErrorCodes.INTERNAL_ERROR)
                 return
-            self._parser = None  # the head was the 101: the rest is the WebSocket's
+            self._past_http = True  # the head was the 101: the rest is the WebSocket's
             rest = bytes(data[int(exc.args[0]) :])
             if rest:
                 self.on_body(rest)
@@ -506,6 +532,7 @@ class ClientStream(asyncio.Transport):
         assert self._parser is not None
         status = self._parser.get_status_code()
         fields, self._fields = self._fields, []
+        head_seen, self._head_seen = self._head_seen, None
         if status == 101 and self._websocket:
             # RFC 8441 §5: the WebSocket is open; HTTP/2 says so with a 200 that keeps the
             # stream open, without the HTTP/1.1 handshake's Upgrade, Connection and Accept
@@ -541,6 +568,12 @@ class ClientStream(asyncio.Transport):
             length_at = -1
         self._head = head
         self._length_at = length_at
+        if head_seen is not None and length_at >= 0 and not self._is_head and status != 304:
+            body_length = _content_length(fields)
+            if body_length is not None:
+                if len(_known_heads) >= _KNOWN_HEADS_LIMIT:
+                    _known_heads.clear()
+                _known_heads[head_seen] = (status, list(head), length_at, body_length)
         if self._is_head:
             self._end_response()
             raise _HeadResponseEnd
@@ -563,6 +596,45 @@ class ClientStream(asyncio.Transport):
 
     # -- internals ---------------------------------------------------------------------------
 
+    def _known_head(self, data: bytes | bytearray | memoryview) -> bool:
+        """Take a final response's head from _known_heads, if `data` starts with one."""
+        if self._websocket or self._is_head or not isinstance(data, bytes):
+            return False
+        end = data.find(b"\r\n\r\n") + 4
+        if end < 4:
+            return False
+        head = data if end == len(data) else data[:end]
+        known = _known_heads.get(head)
+        if known is None:
+            self._head_seen = head
+            return False
+        status, pieces, length_at, body_length = known
+        self._status = status
+        self._has_framing = True
+        self._head = list(pieces)  # push may drop the content-length from the copy
+        self._length_at = length_at
+        self._body_left = body_length
+        if end < len(data):
+            self._known_body(data[end:])
+        elif not body_length:
+            self._end_response()
+        return True
+
+    def _known_body(self, data: bytes | bytearray | memoryview) -> None:
+        """Body bytes after a known head, counted against its content-length."""
+        size = len(data)
+        left = self._body_left
+        if size > left:
+            # evenflow's own HTTP/1.1 writer wrote past the length: a bug, this stream's only
+            log.error("stream %d of %s: body past its length", self.stream_id, self.conn.ctx.name)
+            self.reset(ErrorCodes.INTERNAL_ERROR)
+            return
+        self._body_left = left - size
+        if size:
+            self.on_body(data if isinstance(data, bytes) else bytes(data))
+        if size == left:
+            self._end_response()
+
     def _end_response(self) -> None:
         self._complete = True
         if self._fields:
@@ -579,3 +651,15 @@ class ClientStream(asyncio.Transport):
             protocol.pause_writing()
         else:
             protocol.resume_writing()
+
+
+def _content_length(fields: list[tuple[bytes, bytes]]) -> int | None:
+    """The body length a head's fields give, or None: no content-length, or chunked too."""
+    length = None
+    for name, value in fields:
+        lname = name.lower()
+        if lname == b"transfer-encoding":
+            return None
+        if lname == b"content-length":
+            length = int(value)  # llhttp has checked it: digits only
+    return length

@@ -190,6 +190,99 @@ async def test_a_response_in_pieces_keeps_its_order(pair: MakePair, downs: list[
     assert b"".join(e.data for e in of(events, DataReceived)) == b"abcdef"
 
 
+def _stream_of(down: FakeDown) -> Any:
+    assert down.transport is not None
+    return down.transport
+
+
+_HEAD = b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\nX-Known: %d\r\n\r\n"
+
+
+async def test_a_head_seen_before_is_known_without_a_parser(
+    pair: MakePair, downs: list[FakeDown]
+) -> None:
+    """The second identical head is taken from the known heads: the same HEADERS and DATA,
+    no llhttp parser made, the body counted against the content-length, even in pieces."""
+    p = pair()
+    await p.events()
+    head = _HEAD % id(p)  # a head no other test has made known
+    responses = []
+    parsed = []  # whether llhttp was made to read the head
+    for pieces in ([head + b"abcdef"], [head, b"ab", b"cdef"]):
+        sid = p.request("/x")
+        down = downs[-1]
+        stream = _stream_of(down)
+        for piece in pieces:
+            down.respond(piece)
+        parsed.append(stream._parser is not None)  # before the flush finishes the stream
+        events = await p.events()
+        (response,) = of(events, ResponseReceived)
+        body = b"".join(e.data for e in of(events, DataReceived))
+        responses.append((response.headers, body, [e.stream_id for e in of(events, StreamEnded)]))
+        assert responses[-1][2] == [sid]
+        assert down.lost
+    assert parsed == [True, False]
+    (first_headers, first_body, _), (second_headers, second_body, _) = responses
+    assert (
+        first_headers
+        == second_headers
+        == [
+            (b":status", b"200"),
+            (b"content-length", b"6"),
+            (b"x-known", b"%d" % id(p)),
+        ]
+    )
+    assert first_body == second_body == b"abcdef"
+
+
+async def test_a_known_head_that_ends_the_stream_drops_its_content_length(
+    pair: MakePair, downs: list[FakeDown]
+) -> None:
+    p = pair()
+    await p.events()
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nX-Empty: %d\r\n\r\n" % id(p)
+    for _ in range(2):
+        sid = p.request("/x")
+        downs[-1].respond(head)
+        events = await p.events()
+        (response,) = of(events, ResponseReceived)
+        assert response.headers == [(b":status", b"200"), (b"x-empty", b"%d" % id(p))]
+        assert response.stream_ended is not None and response.stream_ended.stream_id == sid
+
+
+async def test_an_interim_head_is_never_known_as_the_final_one(
+    pair: MakePair, downs: list[FakeDown]
+) -> None:
+    p = pair()
+    await p.events()
+    final = _HEAD % (id(p) + 1)
+    for _ in range(2):
+        p.request("/up", method="POST")
+        downs[-1].respond(b"HTTP/1.1 100 Continue\r\n\r\n")
+        downs[-1].respond(final + b"abcdef")
+        events = await p.events()
+        statuses = [dict(e.headers)[b":status"] for e in of(events, (ResponseReceived,))]
+        assert statuses == [b"200"]
+        assert b"".join(e.data for e in of(events, DataReceived)) == b"abcdef"
+
+
+async def test_a_known_heads_body_past_its_length_resets_the_stream(
+    pair: MakePair, downs: list[FakeDown]
+) -> None:
+    p = pair()
+    await p.events()
+    head = _HEAD % (id(p) + 2)
+    p.request("/x")
+    downs[-1].respond(head + b"abcdef")
+    await p.events()
+    sid = p.request("/x")
+    downs[-1].respond(head + b"abcdefEXTRA")
+    events = await p.events()
+    assert {e.stream_id: e.error_code for e in of(events, StreamReset)} == {
+        sid: ErrorCodes.INTERNAL_ERROR
+    }
+
+
 async def test_chunked_trailers_become_http2_trailers(
     pair: MakePair, downs: list[FakeDown]
 ) -> None:
