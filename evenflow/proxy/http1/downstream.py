@@ -502,6 +502,36 @@ class DownstreamConnection(asyncio.Protocol):
             ctx.waiting.append(self)
         self.watchdog.start()
 
+    def recycle(self) -> bool:
+        """Make an HTTP/2 stream's connection, its one exchange over, ready to serve the next
+        stream of the same HTTP/2 connection, as a keep-alive connection serves its next
+        request: its parser waits at a message boundary. False, and nothing changed, when
+        anything about it is not as a fresh connection's: it must then be let go."""
+        if (
+            not self.is_stream
+            or self.current is not None
+            or self.queue
+            or self._in_message
+            or self._receiving is not None
+            or self._tunnel_bytes is not None
+            or self._final_error is not None
+            or self._discard
+            or self._linger
+            or self._closed
+            or self._write_closed
+            or self.closing
+            or self._paused
+            or self.write_paused
+        ):
+            return False
+        self.transport = None
+        # the watchdog's view starts over, as for a new connection
+        self._begun = 0
+        self._bytes_in = 0
+        self._last_check = None
+        self._quiet_periods = 0
+        return True
+
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
         self._write_closed = True

@@ -49,6 +49,8 @@ _HELD: Final = 1  # this stream holds too many bytes the client's window does no
 _SOCKET: Final = 2  # the client connection's socket buffer is full
 
 _LAST_CHUNK: Final = b"0\r\n\r\n"
+# DownstreamConnections of finished streams an HTTP/2 connection keeps for its next ones
+_SPARE_DOWNSTREAMS: Final = 16
 
 # A response head as the DownstreamConnection wrote it (its exact bytes) -> what llhttp and
 # encoded_response_head made of it: (status, HPACK pieces, index of the content-length piece,
@@ -71,6 +73,7 @@ class StreamDownstream(Protocol):
     def pause_writing(self) -> None: ...
     def resume_writing(self) -> None: ...
     def check_timeouts(self) -> bool: ...
+    def recycle(self) -> bool: ...
 
 
 # Makes each stream's DownstreamConnection. A plain module name, read when a stream starts, so
@@ -184,7 +187,9 @@ class ClientStream(asyncio.Transport):
 
     def start(self, request: H2Request, ended: bool) -> None:
         """Hand the request to a new DownstreamConnection (its head now, unless deferred)."""
-        down = self.down = new_downstream(self.conn.ctx, stream=self.conn.origin)
+        conn = self.conn
+        spare = conn.spare_downstreams
+        down = self.down = spare.pop() if spare else new_downstream(conn.ctx, stream=conn.origin)
         down.connection_made(self)
         self._is_head = request.method == b"HEAD"
         self._request_ended = ended
@@ -387,7 +392,19 @@ class ClientStream(asyncio.Transport):
             tunnel.connection_lost(None)  # ends the relay, and the exchange with it
         down, self.down = self.down, None
         if down is not None:
-            down.connection_lost(None)
+            spare = self.conn.spare_downstreams
+            if (
+                self._end_sent
+                and self._request_ended
+                and self._reset_code is None
+                and not self._websocket
+                and len(spare) < _SPARE_DOWNSTREAMS
+                and not self.conn.closed
+                and down.recycle()
+            ):
+                spare.append(down)  # the next stream's: making one costs more than a request
+            else:
+                down.connection_lost(None)
         self.conn.on_stream_finished(self)
 
     def reset(self, code: int) -> None:

@@ -33,7 +33,7 @@ from h2.settings import SettingCodes
 
 from evenflow.config.http2 import MAX_WINDOW_BYTES
 from evenflow.proxy.http1.downstream import ClientOrigin, client_origin
-from evenflow.proxy.http2.client_stream import ClientStream
+from evenflow.proxy.http2.client_stream import ClientStream, StreamDownstream
 from evenflow.proxy.http2.downstream_fields import Malformed, parse_request
 from evenflow.proxy.http2.engine import H2Engine
 from evenflow.proxy.http2.guard import FrameGuard, GuardLimits, Http2Stats
@@ -83,6 +83,7 @@ class H2Connection(asyncio.Protocol):
         "streams",
         "client_ip",
         "origin",
+        "spare_downstreams",
         "watchdog",
         "header_timeout_s",
         "idle_timeout_s",
@@ -139,6 +140,8 @@ class H2Connection(asyncio.Protocol):
         self.streams: dict[int, ClientStream] = {}
         self.client_ip = "unknown"
         self.origin: ClientOrigin | None = None  # the client, as each stream forwards it
+        # finished streams' DownstreamConnections, ready for new streams (see ClientStream)
+        self.spare_downstreams: list[StreamDownstream] = []
         timeouts = listener.timeouts
         self.header_timeout_s = timeouts.header
         self.idle_timeout_s = timeouts.idle

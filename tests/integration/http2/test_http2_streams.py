@@ -60,6 +60,40 @@ async def test_streams_in_flight_at_once_are_answered_independently(
         assert {client.answer(s).headers[b"x-backend"] for s in fast} == {b"a"}
 
 
+async def test_streams_one_after_another_are_each_served_as_new(
+    backends: StartBackends, proxy: StartProxy
+) -> None:
+    """A finished stream's HTTP/1.1 side serves the next stream: nothing of one request
+    (its route, body, fields, a reset) may reach the next."""
+    a, b = await backends("a", "b")
+    p = await proxy(two_pools(a, b))
+    async with raw_h2(p.port) as client:
+        request_ids = []
+        for i in range(3):
+            first = await client.request(f"/b/{i}", ("x-only-once", str(i)))
+            posted = await client.request("/echo", method="POST", body=b"x" * (1000 + i))
+            cut = client.start("/b/slow?delay=300")
+            client.conn.reset_stream(cut)  # a stream left mid-answer is let go
+            client.flush()
+            echoed = await client.request("/echo?after")
+            assert first.headers[b"x-backend"] == b"b"
+            assert posted.headers[b"x-backend"] == echoed.headers[b"x-backend"] == b"a"
+            body = json.loads(posted.body)
+            assert (body["method"], body["body_bytes"]) == ("POST", 1000 + i)
+            after = json.loads(echoed.body)
+            assert (after["method"], after["path"], after["body_bytes"]) == (
+                "GET",
+                "/echo?after",
+                0,
+            )
+            names = [n.lower() for n, _ in after["headers"]]
+            assert "x-only-once" not in names and "content-length" not in names
+            assert names.count("x-forwarded-for") == 1
+            request_ids.append(dict((n.lower(), v) for n, v in after["headers"])["x-request-id"])
+        assert len(set(request_ids)) == 3
+    assert a.requests == 6
+
+
 async def test_http11_on_the_same_listener_is_unchanged(
     backends: StartBackends, proxy: StartProxy
 ) -> None:

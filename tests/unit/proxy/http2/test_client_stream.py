@@ -38,6 +38,9 @@ class FakeDown(asyncio.Protocol):
         self.paused = 0  # pause_writing calls
         self.resumed = 0
 
+    def recycle(self) -> bool:
+        return False  # every stream gets its own, for the tests to see what each was fed
+
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
