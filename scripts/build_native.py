@@ -48,6 +48,7 @@ NATIVE_MODULES = [
     "evenflow/proxy/http2/downstream.py",
     "evenflow/proxy/http2/downstream_fields.py",
     "evenflow/proxy/http2/engine.py",
+    "evenflow/proxy/http2/events.py",
     "evenflow/proxy/http2/field_decoder.py",
     "evenflow/proxy/http2/field_encoder.py",
     "evenflow/proxy/http2/guard.py",

@@ -17,7 +17,15 @@ import logging
 from typing import TYPE_CHECKING, Any, Final, cast
 
 from h2.errors import ErrorCodes
-from h2.events import (
+from h2.exceptions import DenialOfServiceError, ProtocolError
+from h2.settings import SettingCodes
+
+from evenflow.config.http2 import MAX_WINDOW_BYTES
+from evenflow.proxy.http1.downstream import ClientOrigin, client_origin
+from evenflow.proxy.http2.client_stream import ClientStream, StreamDownstream
+from evenflow.proxy.http2.downstream_fields import Malformed, parse_request
+from evenflow.proxy.http2.engine import H2Engine
+from evenflow.proxy.http2.events import (
     ConnectionTerminated,
     DataReceived,
     Event,
@@ -28,14 +36,6 @@ from h2.events import (
     TrailersReceived,
     WindowUpdated,
 )
-from h2.exceptions import DenialOfServiceError, ProtocolError
-from h2.settings import SettingCodes
-
-from evenflow.config.http2 import MAX_WINDOW_BYTES
-from evenflow.proxy.http1.downstream import ClientOrigin, client_origin
-from evenflow.proxy.http2.client_stream import ClientStream, StreamDownstream
-from evenflow.proxy.http2.downstream_fields import Malformed, parse_request
-from evenflow.proxy.http2.engine import H2Engine
 from evenflow.proxy.http2.guard import FrameGuard, GuardLimits, Http2Stats
 from evenflow.proxy.watchdog import Watchdog, periods
 
@@ -293,7 +293,7 @@ class H2Connection(asyncio.Protocol):
                     self._on_window(0)
             elif kind is ConnectionTerminated:
                 assert isinstance(event, ConnectionTerminated)
-                self._on_goaway(event.error_code)  # type: ignore[arg-type]
+                self._on_goaway(event.error_code)
                 if self.closed:
                     return
 

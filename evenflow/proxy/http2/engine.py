@@ -1,11 +1,12 @@
 """The server side of an HTTP/2 connection (RFC 9113), sans-IO: bytes in, events and bytes out.
 
 It does for a client connection what h2's H2Connection did, with the part of its interface
-evenflow used and the same events (h2.events) and exceptions (h2.exceptions), so the
-connection and stream code above it did not change: frames are parsed from a buffer with one
-struct call per header, streams are a few counters, and the common frames (HEADERS, DATA,
-WINDOW_UPDATE) take one pass through a method. h2 spent more than half of an HTTP/2
-request's Python on its state machines and frame objects (bench/instructions.py).
+evenflow used and the same events (h2.events' names and attributes, compiled: events.py) and
+exceptions (h2.exceptions), so the connection and stream code above it did not change: frames
+are parsed from a buffer with one struct call per header, streams are a few counters, and the
+common frames (HEADERS, DATA, WINDOW_UPDATE) take one pass through a method. h2 spent more
+than half of an HTTP/2 request's Python on its state machines and frame objects
+(bench/instructions.py).
 
 What it checks, as RFC 9113 says: the connection preface; frame sizes against the limits of
 each type and SETTINGS_MAX_FRAME_SIZE; stream ids (odd, increasing); a header block is
@@ -23,17 +24,6 @@ from collections.abc import Iterable
 from typing import Final, NoReturn
 
 from h2.errors import ErrorCodes
-from h2.events import (
-    ConnectionTerminated,
-    DataReceived,
-    Event,
-    RemoteSettingsChanged,
-    RequestReceived,
-    StreamEnded,
-    StreamReset,
-    TrailersReceived,
-    WindowUpdated,
-)
 from h2.exceptions import (
     DenialOfServiceError,
     FlowControlError,
@@ -44,6 +34,17 @@ from h2.exceptions import (
 from h2.settings import ChangedSetting, SettingCodes
 from hpack import HPACKError, OversizedHeaderListError
 
+from evenflow.proxy.http2.events import (
+    ConnectionTerminated,
+    DataReceived,
+    Event,
+    RemoteSettingsChanged,
+    RequestReceived,
+    StreamEnded,
+    StreamReset,
+    TrailersReceived,
+    WindowUpdated,
+)
 from evenflow.proxy.http2.field_decoder import FieldDecoder
 from evenflow.proxy.http2.field_encoder import StatelessEncoder
 
@@ -532,9 +533,7 @@ class H2Engine:
             self.remote_settings[code] = value
             changed[code] = ChangedSetting(code, original, value)
         self._out.append(frame(SETTINGS, ACK, 0))
-        event = RemoteSettingsChanged()
-        event.changed_settings = changed
-        events.append(event)
+        events.append(RemoteSettingsChanged(changed))
 
     def _on_goaway(self, stream_id: int, payload: bytes, events: list[Event]) -> None:
         if stream_id:
@@ -542,11 +541,7 @@ class H2Engine:
         if len(payload) < 8:
             self._connection_error(ErrorCodes.FRAME_SIZE_ERROR, "GOAWAY under 8 bytes")
         last, code = _GOAWAY.unpack_from(payload)
-        event = ConnectionTerminated()
-        event.error_code = _error_code(code)
-        event.last_stream_id = last & _STREAM_MASK
-        event.additional_data = payload[8:]
-        events.append(event)
+        events.append(ConnectionTerminated(_error_code(code), last & _STREAM_MASK, payload[8:]))
 
     def _end_remote(self, stream_id: int, stream: _Stream, events: list[Event]) -> StreamEnded:
         stream.remote_closed = True

@@ -11,16 +11,6 @@ import h2.events
 import h2.settings
 import pytest
 from h2.errors import ErrorCodes
-from h2.events import (
-    ConnectionTerminated,
-    DataReceived,
-    RemoteSettingsChanged,
-    RequestReceived,
-    StreamEnded,
-    StreamReset,
-    TrailersReceived,
-    WindowUpdated,
-)
 from h2.exceptions import (
     DenialOfServiceError,
     FlowControlError,
@@ -39,6 +29,16 @@ from hyperframe.frame import (
 )
 
 from evenflow.proxy.http2.engine import PREFACE, H2Engine
+from evenflow.proxy.http2.events import (
+    ConnectionTerminated,
+    DataReceived,
+    RemoteSettingsChanged,
+    RequestReceived,
+    StreamEnded,
+    StreamReset,
+    TrailersReceived,
+    WindowUpdated,
+)
 
 S = h2.settings.SettingCodes
 SETTINGS = {
@@ -104,7 +104,7 @@ def goaway_code(server: H2Engine) -> int:
     client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
     client.initiate_connection()
     events = client.receive_data(server.data_to_send())
-    [terminated] = [e for e in events if isinstance(e, ConnectionTerminated)]
+    [terminated] = [e for e in events if isinstance(e, h2.events.ConnectionTerminated)]
     return int(terminated.error_code)
 
 
@@ -326,7 +326,7 @@ def test_streams_whose_data_waits_unread_do_not_stall_the_others() -> None:
     given = sum(
         e.delta
         for e in client.receive_data(updates)
-        if isinstance(e, WindowUpdated) and not e.stream_id
+        if isinstance(e, h2.events.WindowUpdated) and not e.stream_id
     )
     assert given == 65535  # stream 1's bytes, back on the connection window
 
