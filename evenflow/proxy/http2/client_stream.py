@@ -136,7 +136,9 @@ class ClientStream(asyncio.Transport):
     )
 
     def __init__(self, conn: H2Connection, stream_id: int) -> None:
-        super().__init__()
+        # asyncio.BaseTransport.__init__ is not called: all it does is keep the extra info
+        # dict that get_extra_info, overridden here, would read (it is interpreted code, run
+        # for every stream)
         self.conn = conn
         self.stream_id = stream_id
         self.down: StreamDownstream | None = None

@@ -104,7 +104,11 @@ def parse_request(headers: list[tuple[bytes, bytes]], extended_connect: bool = F
     CONNECT may carry :protocol, and then :scheme, :path and :authority as any request;
     evenflow relays the `websocket` protocol.
     """
-    pseudo: dict[bytes, bytes] = {}
+    method: bytes | None = None
+    scheme: bytes | None = None
+    authority: bytes | None = None
+    path: bytes | None = None
+    protocol: bytes | None = None
     lines: list[bytes] = []
     cookies: list[bytes] = []
     host: bytes | None = None
@@ -115,11 +119,20 @@ def parse_request(headers: list[tuple[bytes, bytes]], extended_connect: bool = F
         if name[:1] == b":":
             if regular:
                 raise Malformed(f"pseudo-header {_text(name)} after a regular field")
-            if name not in _REQUEST_PSEUDO:
-                raise Malformed(f"unknown pseudo-header {_text(name)}")
-            if name in pseudo:
+            if name == b":method" and method is None:
+                method = value
+            elif name == b":path" and path is None:
+                path = value
+            elif name == b":scheme" and scheme is None:
+                scheme = value
+            elif name == b":authority" and authority is None:
+                authority = value
+            elif name == b":protocol" and protocol is None:
+                protocol = value
+            elif name in _REQUEST_PSEUDO:
                 raise Malformed(f"pseudo-header {_text(name)} given twice")
-            pseudo[name] = value
+            else:
+                raise Malformed(f"unknown pseudo-header {_text(name)}")
             continue
         regular = True
         line = _checked_lines.get((name, value))
@@ -158,12 +171,10 @@ def parse_request(headers: list[tuple[bytes, bytes]], extended_connect: bool = F
         lines.append(line)
     if cookies:
         lines.append(b"cookie: %s\r\n" % b"; ".join(cookies))
-    method = pseudo.get(b":method")
     if method is None or (method not in _COMMON_METHODS and not _METHOD.fullmatch(method)):
         raise Malformed("missing or invalid :method")
     if method == b"PRI":
         raise Malformed("PRI is the connection preface, not a method")  # RFC 9113 §3.4
-    authority = pseudo.get(b":authority")
     if authority is not None:
         if authority not in _checked_authorities:
             if not authority or b"@" in authority or _BAD_TARGET.search(authority):
@@ -177,7 +188,6 @@ def parse_request(headers: list[tuple[bytes, bytes]], extended_connect: bool = F
         if not host or _BAD_TARGET.search(host):
             raise Malformed("invalid host")
         authority = host
-    protocol = pseudo.get(b":protocol")
     if protocol is not None:
         if not extended_connect or method != b"CONNECT":
             raise Malformed(":protocol without an extended CONNECT")  # RFC 8441 §4, §3
@@ -188,12 +198,12 @@ def parse_request(headers: list[tuple[bytes, bytes]], extended_connect: bool = F
     if method == b"CONNECT" and protocol is None:
         # RFC 9113 §8.5: only :method and :authority; evenflow does not tunnel, and the
         # HTTP/1.1 side answers such a request with an error of its own
-        if authority is None or b":scheme" in pseudo or b":path" in pseudo:
+        if authority is None or scheme is not None or path is not None:
             raise Malformed("CONNECT needs :authority only")
         target = authority
     else:
-        target = pseudo.get(b":path", b"")
-        if not pseudo.get(b":scheme"):
+        target = path or b""
+        if not scheme:
             raise Malformed("missing :scheme")
         if not target or _BAD_TARGET.search(target):
             raise Malformed("missing or invalid :path")
