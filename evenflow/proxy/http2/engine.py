@@ -127,7 +127,7 @@ class H2Engine:
         self._processed = 0
         self.streams: dict[int, _Stream] = {}
         self.highest_inbound_stream_id = 0
-        self._out: list[bytes] = []
+        self._out: list[bytes | memoryview] = []  # frames, a DATA payload apart from its header
         self._in = b""
         self._preface_seen = False
         self.closed = False  # a GOAWAY went out for an error: nothing more is read
@@ -152,7 +152,10 @@ class H2Engine:
         if not out:
             return b""
         self._out = []
-        return out[0] if len(out) == 1 else b"".join(out)
+        if len(out) == 1:
+            only = out[0]
+            return only if isinstance(only, bytes) else bytes(only)
+        return b"".join(out)
 
     def send_headers(
         self, stream_id: int, headers: Iterable[tuple[bytes, bytes]], end_stream: bool = False
@@ -192,7 +195,15 @@ class H2Engine:
             raise FlowControlError(f"DATA of {size} bytes over the flow-control window")
         self._send_window -= size
         stream.send_window -= size
-        self._out.append(frame(DATA, END_STREAM if end_stream else 0, stream_id, data))
+        # the header and the payload apart: data_to_send joins them, one copy instead of two
+        out = self._out
+        out.append(
+            _FRAME_HEADER.pack(
+                size >> 8, size & 0xFF, DATA, END_STREAM if end_stream else 0, stream_id
+            )
+        )
+        if size:
+            out.append(data)
         if end_stream:
             self._end_local(stream_id, stream)
 
@@ -296,6 +307,12 @@ class H2Engine:
         events: list[Event] = []
         end = len(buffer)
         unpack = _FRAME_HEADER.unpack_from
+        # declared: struct gives Any, and compiled arithmetic on Any goes through objects
+        high: int
+        low: int
+        kind: int
+        flags: int
+        stream_id: int
         while end - at >= 9:
             high, low, kind, flags, stream_id = unpack(buffer, at)
             size = high << 8 | low
