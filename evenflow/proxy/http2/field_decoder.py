@@ -59,6 +59,8 @@ class FieldDecoder(Decoder):
             raise ValueError("FieldDecoder returns bytes only (h2's header_encoding=None)")
         fields: list[tuple[bytes, bytes]] = []
         table = self._table
+        # read once: hpack's Decoder is a Python class, so this one's attributes are looked up
+        max_listed = self.max_header_list_size
         listed = 0
         never_indexed = 0
         at = 0
@@ -105,10 +107,8 @@ class FieldDecoder(Decoder):
                 else:
                     fields.append(field)
                 listed += len(field[0]) + len(field[1]) + _ENTRY_OVERHEAD
-                if listed > self.max_header_list_size:
-                    raise OversizedHeaderListError(
-                        f"header list over {self.max_header_list_size} bytes"
-                    )
+                if listed > max_listed:
+                    raise OversizedHeaderListError(f"header list over {max_listed} bytes")
         except IndexError:
             raise HPACKDecodingError("truncated header block") from None
         if self._max > self.max_allowed_table_size:
