@@ -1074,7 +1074,29 @@ class DownstreamConnection(asyncio.Protocol):
             self._count(exchange, duration)
         access_log = self.ctx.access_log
         if access_log is not None:
-            access_log.log_exchange(self.listener_name, exchange, duration)
+            route, pool, backend = exchange.route, exchange.pool, exchange.backend
+            access_log.log_request(
+                self.listener_name,
+                exchange.req,
+                exchange.status,
+                exchange.bytes_in,
+                exchange.bytes_out,
+                duration,
+                exchange.attempts,
+                None if route is None else route.name,
+                None if pool is None else pool.name,
+                None if pool is None else pool.algorithm,
+                route is not None and route.is_split,
+                None if backend is None else backend.address,
+                exchange.hash_key,
+                exchange.sticky,
+                exchange.failures,
+                exchange.connect_s,
+                exchange.ttfb,
+                exchange.request_id,
+                exchange.trace_id,
+                exchange.http10,
+            )
 
     def _count(self, exchange: Exchange, duration: float) -> None:
         route = exchange.route
