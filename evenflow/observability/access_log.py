@@ -37,6 +37,9 @@ MAX_PENDING_LINES = 20000  # ~ a few MB; past it lines are dropped, not queued w
 
 
 _encode_lines: Final = msgspec.json.Encoder().encode_lines
+# statics in compiled code, where a module attribute or an imported name is a lookup per call
+_wall_clock: Final = time.time
+_new_line: Final = Line
 
 
 class AccessLog:
@@ -111,7 +114,7 @@ class AccessLog:
         if self._as_json:
             pending.append(
                 json_record(
-                    time.time(),
+                    _wall_clock(),
                     listener,
                     req,
                     status,
@@ -135,7 +138,7 @@ class AccessLog:
             )
         else:
             self._only_lines = False
-            text = combined(time.time(), req, status, bytes_out, http10)
+            text = combined(_wall_clock(), req, status, bytes_out, http10)
             pending.append(text.encode("utf-8", "backslashreplace"))
         if self._flush_handle is None:
             self._flush_handle = self._loop.call_later(FLUSH_INTERVAL_S, self.flush)
@@ -278,7 +281,7 @@ def json_record(
     """The record of a finished request (see AccessLog.log_request), taken as cheaply as it
     can be: on the data path. `at`: wall-clock seconds."""
     # positional, in Line's order: keywords would cost a dict per request
-    line = Line(
+    line = _new_line(
         _CLOCK.iso(at),
         listener,
         req.client_ip,
@@ -368,22 +371,24 @@ class _IsoClock:
     rest of a line's numbers together: the date and time are formatted once a second, the
     milliseconds come from a table. A native object: module globals would be dict lookups."""
 
-    __slots__ = ("ms", "text", "second", "second_text")
+    __slots__ = ("ms", "text", "second_ms", "second_text")
 
     def __init__(self) -> None:
         self.ms = -1
         self.text = ""
-        self.second = -1
+        self.second_ms = -1000  # the current second, in ms: a subtraction finds the fraction
         self.second_text = ""
 
     def iso(self, at: float) -> str:
         ms = int(at * 1000)
         if ms != self.ms:
-            second = ms // 1000
-            if second != self.second:
+            fraction = ms - self.second_ms
+            if not 0 <= fraction < 1000:
+                second = ms // 1000
                 self.second_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-                self.second = second
-            self.text = self.second_text + _MILLIS[ms - second * 1000]
+                self.second_ms = second * 1000
+                fraction = ms - self.second_ms
+            self.text = self.second_text + _MILLIS[fraction]
             self.ms = ms
         return self.text
 
