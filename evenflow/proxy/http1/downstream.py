@@ -1116,7 +1116,9 @@ class DownstreamConnection(asyncio.Protocol):
                 backend.address if backend is not None else "",
             )
         status = exchange.status
-        series.classes[status // 100 if 100 <= status < 600 else 0] += 1
+        status_class = status // 100 if 100 <= status < 600 else 0
+        classes = series.classes  # not `+= 1` on the item: compiled, a generic in-place add
+        classes[status_class] = classes[status_class] + 1
         series.bytes_in += exchange.bytes_in
         series.bytes_out += exchange.bytes_out
         series.duration.observe(duration)
