@@ -53,6 +53,9 @@ CLIENT_CLOSED_REQUEST: Final = 499
 # a static in compiled code: time.perf_counter is a module attribute lookup per call
 _perf_counter: Final = time.perf_counter
 
+_HEX: Final = [b"%x" % number for number in range(0x100)]  # request ids' digits
+_HEX_PAIRS: Final = [b"%02x" % number for number in range(0x100)]
+
 
 class SnapshotSource(Protocol):
     """What the data plane needs of the control plane: the current snapshot, and somewhere
@@ -102,6 +105,7 @@ class HttpListenerContext:
         "http2",
         "_rid_prefix",
         "_rid_counter",
+        "_rid_upper",
     )
 
     def __init__(
@@ -137,10 +141,20 @@ class HttpListenerContext:
         # request ids: a random per-process prefix and a counter; unique, cheap, not secret
         self._rid_prefix = os.urandom(6).hex().encode() + b"-"
         self._rid_counter = 0
+        self._rid_upper = self._rid_prefix  # the prefix and the counter's hex but its last two
 
     def next_request_id(self) -> bytes:
-        self._rid_counter += 1
-        return self._rid_prefix + b"%x" % self._rid_counter
+        """The prefix and the counter in hex. Formatted `b"%x" % counter` cost ~900
+        instructions per request: the digits but the last two change once in 256 ids, and the
+        last two come from a table."""
+        counter = self._rid_counter + 1
+        self._rid_counter = counter
+        if counter < 0x100:
+            return self._rid_prefix + _HEX[counter]
+        last_two = counter & 0xFF
+        if last_two == 0:
+            self._rid_upper = self._rid_prefix + b"%x" % (counter >> 8)
+        return self._rid_upper + _HEX_PAIRS[last_two]
 
     def close_idle(self) -> None:
         """Shutdown step: stop keep-alive; idle connections close now, busy ones after."""
