@@ -65,7 +65,8 @@ class AccessLog:
             if path == "stderr"
             else _binary(sys.stdout)
             if path == "stdout"
-            else open(path, "ab", buffering=1 << 16)  # noqa: SIM115
+            # unbuffered: a flush writes its batch in one call, a buffer would only copy it
+            else open(path, "ab", buffering=0)  # noqa: SIM115
         )
         # what waits for the next flush: a request's Line (JSON), or a rendered line
         self._pending: list[Line | bytes] = []
@@ -167,7 +168,9 @@ class AccessLog:
         if not lines:
             return
         try:
-            self._stream.write(_render(lines, only_lines))
+            data = _render(lines, only_lines)
+            while data:  # a file written unbuffered may take less than it is given
+                data = data[self._stream.write(data) :]
             self._stream.flush()
             self.written += len(lines)
         except (OSError, ValueError) as exc:
@@ -182,8 +185,8 @@ class AccessLog:
         if self._owns_stream:
             try:
                 self._stream.close()
-            except OSError as exc:  # what a failed write left buffered failed again
-                log.warning("access log closed with lines unwritten: %s", exc)
+            except OSError as exc:  # close(2) can fail (EIO on a network file system)
+                log.warning("access log close failed: %s", exc)
 
 
 def _binary(stream: TextIO) -> IO[bytes]:
