@@ -247,8 +247,8 @@ _LINE_BREAKS = (
 
 
 def _line_breaks_escaped(data: bytes) -> bytes:
-    if data.isascii():
-        return data  # the common case: one C scan
+    if b"\xc2" not in data and b"\xe2" not in data:
+        return data  # the common case: two memchr scans for the lead bytes, no line break
     for raw, escaped in _LINE_BREAKS:
         data = data.replace(raw, escaped)
     return data
