@@ -20,89 +20,15 @@ import json
 import logging
 import sys
 import time
-from typing import IO, Any, Final, Protocol, TextIO, cast
+from typing import IO, Any, Final, TextIO, cast
 
 import msgspec
 
 from evenflow.balancing.hashing import key_hash
+from evenflow.core.request import RequestHead
 from evenflow.observability.log_line import Line
 
 log = logging.getLogger(__name__)
-
-
-class LoggedRoute(Protocol):
-    @property
-    def name(self) -> str: ...
-    @property
-    def is_split(self) -> bool: ...
-
-
-class LoggedPool(Protocol):
-    @property
-    def name(self) -> str: ...
-    @property
-    def algorithm(self) -> str: ...
-
-
-class LoggedBackend(Protocol):
-    @property
-    def address(self) -> str: ...
-
-
-class LoggedRequest(Protocol):
-    """What a line reads of a request (evenflow.core.request.RequestHead)."""
-
-    @property
-    def client_ip(self) -> str: ...
-    @property
-    def method(self) -> str: ...
-    @property
-    def target(self) -> str: ...
-    @property
-    def host(self) -> str: ...
-    def header(self, name: bytes) -> bytes | None: ...
-
-
-class LoggedExchange(Protocol):
-    """What a line reads of a finished exchange (evenflow.proxy.http1.exchange.Exchange).
-
-    Protocols, not the classes: the log is judged with stand-ins, and compiled code refuses
-    anything but the class an annotation names."""
-
-    @property
-    def req(self) -> LoggedRequest: ...
-    @property
-    def route(self) -> LoggedRoute | None: ...
-    @property
-    def pool(self) -> LoggedPool | None: ...
-    @property
-    def backend(self) -> LoggedBackend | None: ...
-    @property
-    def status(self) -> int: ...
-    @property
-    def bytes_in(self) -> int: ...
-    @property
-    def bytes_out(self) -> int: ...
-    @property
-    def attempts(self) -> int: ...
-    @property
-    def started_at(self) -> float: ...
-    @property
-    def ttfb(self) -> float: ...
-    @property
-    def connect_s(self) -> float: ...
-    @property
-    def request_id(self) -> bytes: ...
-    @property
-    def trace_id(self) -> bytes: ...
-    @property
-    def hash_key(self) -> bytes | None: ...
-    @property
-    def sticky(self) -> str: ...
-    @property
-    def failures(self) -> list[str] | None: ...
-    @property
-    def http10(self) -> bool: ...
 
 
 FLUSH_INTERVAL_S: Final = 0.2
@@ -111,6 +37,9 @@ MAX_PENDING_LINES = 20000  # ~ a few MB; past it lines are dropped, not queued w
 
 
 _encode_lines: Final = msgspec.json.Encoder().encode_lines
+# statics in compiled code, where a module attribute or an imported name is a lookup per call
+_wall_clock: Final = time.time
+_new_line: Final = Line
 
 
 class AccessLog:
@@ -120,6 +49,8 @@ class AccessLog:
         "_owns_stream",
         "_as_json",
         "_pending",
+        "_only_lines",
+        "_max_pending",
         "_flush_handle",
         "dropped",
         "written",
@@ -134,32 +65,82 @@ class AccessLog:
             if path == "stderr"
             else _binary(sys.stdout)
             if path == "stdout"
-            else open(path, "ab", buffering=1 << 16)  # noqa: SIM115
+            # unbuffered: a flush writes its batch in one call, a buffer would only copy it
+            else open(path, "ab", buffering=0)  # noqa: SIM115
         )
         # what waits for the next flush: a request's Line (JSON), or a rendered line
         self._pending: list[Line | bytes] = []
+        self._only_lines = True  # no rendered line pending: the batch is encoded at once
+        self._max_pending = MAX_PENDING_LINES
         self._flush_handle: asyncio.TimerHandle | None = None
         self.dropped = 0  # lines lost because the log could not keep up (a metric)
         self.written = 0
 
-    def log_exchange(
-        self, listener: str, ex: LoggedExchange, duration: float | None = None
+    def log_request(
+        self,
+        listener: str,
+        req: RequestHead,
+        status: int,
+        bytes_in: int,
+        bytes_out: int,
+        duration_s: float,
+        attempts: int,
+        route: str | None,
+        pool: str | None,
+        algorithm: str | None,
+        is_split: bool,
+        backend: str | None,
+        hash_key: bytes | None,
+        sticky: str,
+        failures: list[str] | None,
+        connect_s: float,
+        ttfb_s: float,
+        request_id: bytes,
+        trace_id: bytes,
+        http10: bool,
     ) -> None:
-        """Log a finished exchange; `duration` (seconds) when the caller has measured it."""
+        """Log a finished request: what the client connection read of its exchange, handed
+        over as values (read natively by compiled code, not through attribute lookups).
+
+        `pool` is None when the request reached no pool; `is_split`: its route is a split,
+        so the pool is the branch taken. Seconds, as measured; 0.0 for what never happened
+        (connect_s on a reused connection, ttfb_s without a response)."""
         pending = self._pending
-        if len(pending) >= MAX_PENDING_LINES:
+        if len(pending) >= self._max_pending:
             self.dropped += 1
             return
-        if duration is None:
-            duration = time.perf_counter() - ex.started_at
-        # taken now, so the exchange is freed now: kept until the flush, thousands of them
-        # would survive into the garbage collector's older generations, whose collections
-        # then stall the loop (p99 latency x5 at 20 000 requests/s, measured)
-        pending.append(
-            json_record(time.time(), duration, listener, ex)
-            if self._as_json
-            else combined(time.time(), duration, listener, ex).encode("utf-8", "backslashreplace")
-        )
+        # a Line now, so nothing of the exchange is kept: held until the flush, thousands of
+        # exchanges would survive into the garbage collector's older generations, whose
+        # collections then stall the loop (p99 latency x5 at 20 000 requests/s, measured)
+        if self._as_json:
+            pending.append(
+                json_record(
+                    _wall_clock(),
+                    listener,
+                    req,
+                    status,
+                    bytes_in,
+                    bytes_out,
+                    duration_s,
+                    attempts,
+                    route,
+                    pool,
+                    algorithm,
+                    is_split,
+                    backend,
+                    hash_key,
+                    sticky,
+                    failures,
+                    connect_s,
+                    ttfb_s,
+                    request_id,
+                    trace_id,
+                )
+            )
+        else:
+            self._only_lines = False
+            text = combined(_wall_clock(), req, status, bytes_out, http10)
+            pending.append(text.encode("utf-8", "backslashreplace"))
         if self._flush_handle is None:
             self._flush_handle = self._loop.call_later(FLUSH_INTERVAL_S, self.flush)
         elif len(pending) == FLUSH_BATCH_LINES:
@@ -170,9 +151,10 @@ class AccessLog:
 
     def log_record(self, record: dict[str, object]) -> None:
         """A ready-made record (a refused request, a tcp connection, a udp flow)."""
-        if len(self._pending) >= MAX_PENDING_LINES:
+        if len(self._pending) >= self._max_pending:
             self.dropped += 1
             return
+        self._only_lines = False
         # a lone surrogate (a name from a YAML escape) must not cost the record: escaped
         rendered = render_record(time.time(), record, self._as_json)
         self._pending.append(rendered.encode("utf-8", "backslashreplace"))
@@ -182,10 +164,13 @@ class AccessLog:
     def flush(self) -> None:
         self._flush_handle = None
         lines, self._pending = self._pending, []
+        only_lines, self._only_lines = self._only_lines, True
         if not lines:
             return
         try:
-            self._stream.write(_render(lines))
+            data = _render(lines, only_lines)
+            while data:  # a file written unbuffered may take less than it is given
+                data = data[self._stream.write(data) :]
             self._stream.flush()
             self.written += len(lines)
         except (OSError, ValueError) as exc:
@@ -200,8 +185,8 @@ class AccessLog:
         if self._owns_stream:
             try:
                 self._stream.close()
-            except OSError as exc:  # what a failed write left buffered failed again
-                log.warning("access log closed with lines unwritten: %s", exc)
+            except OSError as exc:  # close(2) can fail (EIO on a network file system)
+                log.warning("access log close failed: %s", exc)
 
 
 def _binary(stream: TextIO) -> IO[bytes]:
@@ -228,9 +213,10 @@ class _TextSink(io.RawIOBase):
         self._text.flush()
 
 
-def _render(lines: list[Line | bytes]) -> bytes:
-    """The lines as written (UTF-8 JSON): runs of Lines encoded in one call each."""
-    if all(line.__class__ is Line for line in lines):
+def _render(lines: list[Line | bytes], only_lines: bool) -> bytes:
+    """The lines as written (UTF-8 JSON): all in one call when `only_lines` (no rendered
+    line among them), else line by line."""
+    if only_lines:
         try:
             return _line_breaks_escaped(_encode_lines(lines))
         except Exception:  # noqa: BLE001, S110 (a lone surrogate, say: line by line, below)
@@ -261,102 +247,92 @@ _LINE_BREAKS = (
 
 
 def _line_breaks_escaped(data: bytes) -> bytes:
-    if data.isascii():
-        return data  # the common case: one C scan
+    if b"\xc2" not in data and b"\xe2" not in data:
+        return data  # the common case: two memchr scans for the lead bytes, no line break
     for raw, escaped in _LINE_BREAKS:
         data = data.replace(raw, escaped)
     return data
 
 
-def json_line(at: float, duration: float, listener: str, ex: LoggedExchange) -> str:
-    """The JSON record of one request, one line (what the log writes for it)."""
-    return _render([json_record(at, duration, listener, ex)]).decode()
+def json_line(record: Line) -> str:
+    """One request's record as the log writes it: one line of JSON."""
+    return _render([record], True).decode()
 
 
-def json_record(at: float, duration: float, listener: str, ex: LoggedExchange) -> Line:
-    """The record of a finished exchange, taken as cheaply as it can be: on the data path."""
-    req = ex.req
-    key = (ex.route, ex.pool, ex.backend)
-    route, pool, backend, split, algorithm = _destinations.get(key) or _destination(key)
-    ms = int(at * 1000)
-    ttfb = ex.ttfb
-    trace_id = ex.trace_id
+def json_record(
+    at: float,
+    listener: str,
+    req: RequestHead,
+    status: int,
+    bytes_in: int,
+    bytes_out: int,
+    duration_s: float,
+    attempts: int,
+    route: str | None,
+    pool: str | None,
+    algorithm: str | None,
+    is_split: bool,
+    backend: str | None,
+    hash_key: bytes | None,
+    sticky: str,
+    failures: list[str] | None,
+    connect_s: float,
+    ttfb_s: float,
+    request_id: bytes,
+    trace_id: bytes,
+) -> Line:
+    """The record of a finished request (see AccessLog.log_request), taken as cheaply as it
+    can be: on the data path. `at`: wall-clock seconds."""
     # positional, in Line's order: keywords would cost a dict per request
-    line = Line(
-        _last_iso if ms == _last_ms else iso(at),
+    line = _new_line(
+        _CLOCK.iso(at),
         listener,
         req.client_ip,
         req.method,
         req.target,
         req.host,
-        ex.status,
-        ex.bytes_in,
-        ex.bytes_out,
-        int(duration * 1e6 + 0.5) / 1000,  # ms, to the microsecond (round() costs 4x)
-        ex.attempts,
+        status,
+        bytes_in,
+        bytes_out,
+        _ms(duration_s),
+        attempts,
         route,
         pool,
         backend,
-        split,
+        pool if is_split else None,
         algorithm,
         None,
         None,
         None,
         None,
-        int(ttfb * 1e6 + 0.5) / 1000 if ttfb else None,
-        ex.request_id.decode("latin-1"),
+        _ms(ttfb_s) if ttfb_s else None,
+        request_id.decode("latin-1"),
         trace_id.decode() if trace_id else None,
     )
-    if ex.hash_key is not None or ex.sticky or ex.failures or ex.connect_s:
-        _rare_fields(line, ex)
+    if hash_key is not None:
+        line.hash_key = f"{key_hash(hash_key) & 0xFFFFFFFFFFFF:012x}"
+    if sticky:
+        line.sticky = sticky
+    if failures:
+        line.failures = list(failures)
+    if connect_s:
+        line.connect_ms = _ms(connect_s)
     return line
 
 
-def _rare_fields(line: Line, ex: LoggedExchange) -> None:
-    """hash_key, sticky, failures and connect_ms, those that apply."""
-    if ex.hash_key is not None:
-        line.hash_key = f"{key_hash(ex.hash_key) & 0xFFFFFFFFFFFF:012x}"
-    if ex.sticky:
-        line.sticky = ex.sticky
-    if ex.failures:
-        line.failures = list(ex.failures)
-    if ex.connect_s:
-        line.connect_ms = int(ex.connect_s * 1e6 + 0.5) / 1000
+def _ms(seconds: float) -> float:
+    """Milliseconds to the microsecond (round() costs 4x)."""
+    return int(seconds * 1e6 + 0.5) / 1000
 
 
-# (route, pool, backend) -> their fields of a line (route, pool, backend, split, algorithm):
-# objects of one snapshot, which never rename themselves. Bounded: emptied when config reloads
-# have filled it with old snapshots' objects.
-_Where = tuple[str | None, str | None, str | None, str | None, str | None]
-_destinations: Final[dict[tuple[object, object, object], _Where]] = {}
-_MAX_DESTINATIONS: Final = 4096
-
-
-def _destination(
-    key: tuple[LoggedRoute | None, LoggedPool | None, LoggedBackend | None],
-) -> _Where:
-    route, pool, backend = key
-    if len(_destinations) >= _MAX_DESTINATIONS:
-        _destinations.clear()
-    found = _destinations[key] = (
-        None if route is None else route.name,
-        None if pool is None else pool.name,
-        None if backend is None else backend.address,
-        pool.name if pool is not None and route is not None and route.is_split else None,
-        None if pool is None else pool.algorithm,
-    )
-    return found
-
-
-def combined(at: float, duration: float, listener: str, ex: LoggedExchange) -> str:
+def combined(at: float, req: RequestHead, status: int, bytes_out: int, http10: bool) -> str:
     """Apache's combined format: client, time, request line, status, bytes, referer, agent."""
-    req = ex.req
     referer = (req.header(b"referer") or b"-").decode("latin-1")
     agent = (req.header(b"user-agent") or b"-").decode("latin-1")
-    version = "HTTP/1.0" if ex.http10 else "HTTP/1.1"
+    version = "HTTP/1.0" if http10 else "HTTP/1.1"
     return (
         f'{req.client_ip} - - [{_clf_second(int(at))}] "{req.method} {_quote(req.target)} '
-        f'{version}" {ex.status} {ex.bytes_out} "{_quote(referer)}" "{_quote(agent)}"\n'
+        f'{version}" {status} {bytes_out} "{_quote(referer)}" "{_quote(agent)}"\n'
     )
 
 
@@ -389,23 +365,36 @@ def _quote(text: str) -> str:
 
 def iso(at: float) -> str:
     """`at` (wall-clock seconds) as UTC ISO 8601 with milliseconds: 2026-11-26T19:59:38.264Z."""
-    global _last_ms, _last_iso, _last_second, _second_text
-    ms = int(at * 1000)
-    if ms != _last_ms:
-        # lines come in bursts (at 20 000 requests/s twenty share each millisecond), and
-        # formatting a time costs more than the rest of a line's numbers together: the date
-        # and time are formatted once a second, the milliseconds come from a table
-        second, fraction = divmod(ms, 1000)
-        if second != _last_second:
-            _second_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-            _last_second = second
-        _last_iso = _second_text + _MILLIS[fraction]
-        _last_ms = ms
-    return _last_iso
+    return _CLOCK.iso(at)
+
+
+class _IsoClock:
+    """The last time formatted, kept for the next line. Lines come in bursts (at 20 000
+    requests/s twenty share each millisecond), and formatting a time costs more than the
+    rest of a line's numbers together: the date and time are formatted once a second, the
+    milliseconds come from a table. A native object: module globals would be dict lookups."""
+
+    __slots__ = ("ms", "text", "second_ms", "second_text")
+
+    def __init__(self) -> None:
+        self.ms = -1
+        self.text = ""
+        self.second_ms = -1000  # the current second, in ms: a subtraction finds the fraction
+        self.second_text = ""
+
+    def iso(self, at: float) -> str:
+        ms = int(at * 1000)
+        if ms != self.ms:
+            fraction = ms - self.second_ms
+            if not 0 <= fraction < 1000:
+                second = ms // 1000
+                self.second_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+                self.second_ms = second * 1000
+                fraction = ms - self.second_ms
+            self.text = self.second_text + _MILLIS[fraction]
+            self.ms = ms
+        return self.text
 
 
 _MILLIS: Final = [f".{fraction:03d}Z" for fraction in range(1000)]
-_last_ms = -1
-_last_iso = ""
-_last_second = -1
-_second_text = ""
+_CLOCK: Final = _IsoClock()

@@ -53,7 +53,9 @@ class Histogram:
         index = 0
         while index < _BOUNDS and BUCKETS_S[index] < value:
             index += 1
-        self.counts[index] += 1
+        # not `counts[index] += 1`: compiled, that is Python's generic in-place add
+        counts = self.counts
+        counts[index] = counts[index] + 1
         self.sum += value
 
     @property

@@ -7,8 +7,9 @@ from __future__ import annotations
 import io
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -16,6 +17,7 @@ import xxhash
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from evenflow.core.request import RequestHead
 from evenflow.observability import access_log
 from evenflow.observability.access_log import (
     FLUSH_BATCH_LINES,
@@ -23,64 +25,55 @@ from evenflow.observability.access_log import (
     AccessLog,
     combined,
     json_line,
+    json_record,
     render_record,
 )
 
 AT = 1_790_000_000.25  # 2026-09-21T14:13:20.250Z
 
 
-# --- fakes: what the log reads of an exchange, and a loop that only records timers ----------
+# --- what the log is handed of a finished request, and a loop that only records timers ------
+
+
+def request(
+    method: str = "GET",
+    target: str = "/cart?id=7",
+    host: str = "shop.example",
+    headers: dict[bytes, bytes] | None = None,
+) -> RequestHead:
+    return RequestHead(method, target, host, list((headers or {}).items()), "203.0.113.9")
 
 
 @dataclass
-class FakeRequest:
-    method: str = "GET"
-    target: str = "/cart?id=7"
-    host: str = "shop.example"
-    client_ip: str = "203.0.113.9"
-    headers: dict[bytes, bytes] = field(default_factory=dict)
+class Finished:
+    """A finished request as the client connection hands it to the log (log_request's
+    arguments, in its order): a GET the first backend picked answered."""
 
-    def header(self, name: bytes) -> bytes | None:
-        return self.headers.get(name)
-
-
-@dataclass(eq=False)  # hashed by identity, as the real one
-class FakeRoute:
-    name: str = "shop"
-    is_split: bool = False
-
-
-@dataclass(eq=False)  # hashed by identity, as the real one
-class FakePool:
-    name: str = "web"
-    algorithm: str = "least_conn"
-
-
-@dataclass(eq=False)  # hashed by identity, as the real one
-class FakeBackend:
-    address: str = "10.0.0.2:8000"
-
-
-@dataclass
-class FakeExchange:
-    req: FakeRequest = field(default_factory=FakeRequest)
-    route: FakeRoute | None = field(default_factory=FakeRoute)
-    pool: FakePool | None = field(default_factory=FakePool)
-    backend: FakeBackend | None = field(default_factory=FakeBackend)
+    req: RequestHead = field(default_factory=request)
     status: int = 200
     bytes_in: int = 12
     bytes_out: int = 3456
+    duration_s: float = 0.001
     attempts: int = 1
+    route: str | None = "shop"
+    pool: str | None = "web"
+    algorithm: str | None = "least_conn"
+    is_split: bool = False
+    backend: str | None = "10.0.0.2:8000"
     hash_key: bytes | None = None
     sticky: str = ""
     failures: list[str] | None = None
     connect_s: float = 0.0
-    ttfb: float = 0.0
+    ttfb_s: float = 0.0
     request_id: bytes = b"a1b2c3-1f"
-    request_id_given: bool = True  # the client's X-Request-Id (False: evenflow made it)
     trace_id: bytes = b"4bf92f3577b34da6a3ce929d0e0e4736"
-    started_at: float = 0.0
     http10: bool = False
+
+
+def log_one(log: AccessLog, **changes: Any) -> None:
+    """Log one finished request, as Finished's defaults with `changes`."""
+    finished = Finished(**changes)
+    log.log_request("public", *(getattr(finished, f.name) for f in fields(finished)))
 
 
 class FakeHandle:
@@ -116,30 +109,34 @@ def make_log(tmp_path: Path, fmt: str = "json") -> tuple[AccessLog, FakeLoop, Pa
     return AccessLog(loop, str(path), fmt), loop, path  # type: ignore[arg-type]
 
 
-def exchange(**fields: Any) -> Any:
-    return FakeExchange(**fields)
-
-
 # --- rendering --------------------------------------------------------------------------------
 
 
-def decision(at: float, duration: float, listener: str, ex: Any) -> dict[str, Any]:
+def json_text(at: float = AT, **changes: Any) -> str:
+    """The JSON line the log writes for one finished request."""
+    finished = Finished(**changes)
+    values = {f.name: getattr(finished, f.name) for f in fields(finished) if f.name != "http10"}
+    return json_line(json_record(at, "public", **values))
+
+
+def decision(at: float = AT, **changes: Any) -> dict[str, Any]:
     """The JSON line, parsed: it must be exactly one line of valid JSON."""
-    line = json_line(at, duration, listener, ex)
+    line = json_text(at, **changes)
     assert line.endswith("\n") and "\n" not in line[:-1]
     record: dict[str, Any] = json.loads(line)
     return record
 
 
 def test_a_decision_says_where_the_request_went_and_why() -> None:
-    ex = exchange(
+    record = decision(
+        duration_s=0.0123456,
         attempts=2,
         failures=["10.0.0.1:8000: connect to 10.0.0.1:8000 failed: connection refused"],
         connect_s=0.0012344,
-        ttfb=0.0101,
+        ttfb_s=0.0101,
         sticky="repin",
     )
-    assert decision(AT, 0.0123456, "public", ex) == {
+    assert record == {
         "time": "2026-09-21T14:13:20.250Z",
         "listener": "public",
         "client": "203.0.113.9",
@@ -165,28 +162,26 @@ def test_a_decision_says_where_the_request_went_and_why() -> None:
 
 
 def test_a_request_id_evenflow_made_is_logged_as_it_is() -> None:
-    record = decision(
-        AT, 0.001, "public", exchange(request_id=b"9f8e7d6c5b4a-2a", request_id_given=False)
-    )
+    record = decision(request_id=b"9f8e7d6c5b4a-2a")
     assert record["request_id"] == "9f8e7d6c5b4a-2a"
 
 
 def test_what_did_not_happen_is_left_out() -> None:
-    record = decision(AT, 0.001, "public", exchange())
+    record = decision()
     for absent in ("split", "hash_key", "sticky", "failures", "connect_ms", "ttfb_ms"):
         assert absent not in record
 
 
 def test_a_request_that_reached_no_pool() -> None:
-    ex = exchange(route=None, pool=None, backend=None, status=404, attempts=0, trace_id=b"")
-    record = decision(AT, 0.0001, "public", ex)
+    record = decision(
+        route=None, pool=None, algorithm=None, backend=None, status=404, attempts=0, trace_id=b""
+    )
     assert (record["route"], record["pool"], record["backend"]) == (None, None, None)
     assert record["status"] == 404 and "algorithm" not in record and "trace_id" not in record
 
 
 def test_a_split_route_names_its_branch() -> None:
-    ex = exchange(route=FakeRoute("checkout", is_split=True), pool=FakePool("canary"))
-    record = decision(AT, 0.001, "public", ex)
+    record = decision(route="checkout", is_split=True, pool="canary")
     assert record["route"] == "checkout" and record["split"] == "canary"
 
 
@@ -195,7 +190,7 @@ def test_a_split_route_names_its_branch() -> None:
     [b"session-4f9a8d7e6c5b4a3928171605f4e3d2c1", b"Bearer eyJhbGciOiJIUzI1NiJ9.e30.sig"],
 )
 def test_a_hash_key_is_logged_as_a_truncated_hash_never_as_sent(secret: bytes) -> None:
-    record = decision(AT, 0.001, "public", exchange(hash_key=secret))
+    record = decision(hash_key=secret)
     label = record["hash_key"]
     assert label == f"{xxhash.xxh3_64_intdigest(secret) & 0xFFFFFFFFFFFF:012x}"
     line = json.dumps(record)
@@ -204,8 +199,8 @@ def test_a_hash_key_is_logged_as_a_truncated_hash_never_as_sent(secret: bytes) -
         if len(piece) >= 6:
             assert piece.decode() not in line
     # the same key, the same label: a session can be followed without its secret
-    assert decision(AT, 0.002, "public", exchange(hash_key=secret))["hash_key"] == label
-    assert decision(AT, 0.002, "public", exchange(hash_key=secret + b"x"))["hash_key"] != label
+    assert decision(duration_s=0.002, hash_key=secret)["hash_key"] == label
+    assert decision(duration_s=0.002, hash_key=secret + b"x")["hash_key"] != label
 
 
 @settings(max_examples=200, deadline=None)
@@ -222,26 +217,23 @@ def test_any_text_a_client_or_backend_chose_stays_one_valid_json_line(
 ) -> None:
     # quotes, backslashes, newlines and control characters: escaped, never raw (as nginx's
     # escape=json); other characters are written as UTF-8
-    ex = exchange(
-        req=FakeRequest(method=method, target=target, host=host),
-        route=FakeRoute(route),
-        failures=failures or None,
-        request_id=request_id,
+    req = request(method, target, host)
+    changes: dict[str, Any] = dict(
+        req=req, route=route, failures=failures or None, request_id=request_id
     )
-    record = decision(AT, 0.001, "public", ex)
-    assert (record["method"], record["path"], record["host"]) == (method, target, host)
+    record = decision(**changes)
+    assert (record["method"], record["path"], record["host"]) == (method, target, req.host)
     assert record["route"] == route
     assert record.get("failures", []) == failures
     assert record["request_id"] == request_id.decode("latin-1")
-    line = json_line(AT, 0.001, "public", ex)
+    line = json_text(**changes)
     assert not any(ord(char) < 0x20 for char in line[:-1])
 
 
 @pytest.mark.parametrize("text", ["a\x85b", "a\u2028b", "a\u2029b"])
 def test_characters_that_some_readers_take_for_line_breaks_are_escaped(text: str) -> None:
     # NEL can come from a client (a latin-1 byte 0x85); the separators from a config
-    ex = exchange(req=FakeRequest(target="/" + text), route=FakeRoute(text))
-    line = json_line(AT, 0.001, "public", ex)
+    line = json_text(req=request(target="/" + text), route=text)
     assert len(line.splitlines()) == 1
     record = json.loads(line)
     assert (record["path"], record["route"]) == ("/" + text, text)
@@ -252,8 +244,8 @@ def test_a_name_that_cannot_be_utf8_costs_no_line(tmp_path: Path) -> None:
         (tmp_path / fmt).mkdir()
         log, _, path = make_log(tmp_path / fmt, fmt)
         log.log_record({"listener": "tcp\udc80", "status": 200, "bytes_in": 1})
-        log.log_exchange("public", exchange(route=FakeRoute("r\udc80")))
-        log.log_exchange("public", exchange())
+        log_one(log, route="r\udc80")
+        log_one(log)
         log.close()
         assert len(path.read_bytes().splitlines()) == 3, fmt
 
@@ -263,33 +255,24 @@ def test_a_line_msgspec_cannot_encode_is_still_written(tmp_path: Path) -> None:
         pass
 
     log, _, path = make_log(tmp_path)
-    log.log_exchange("public", exchange(req=FakeRequest(method=Odd("GET"))))
-    log.log_exchange("public", exchange())
+    log_one(log, req=request(method=Odd("GET")))
+    log_one(log)
     log.close()
     records = [json.loads(line) for line in path.read_text().splitlines()]
     assert [r["method"] for r in records] == ["GET", "GET"] and log.dropped == 0
 
 
 def test_combined_format() -> None:
-    ex = exchange(
-        req=FakeRequest(
-            headers={b"referer": b"https://shop.example/", b"user-agent": b"curl/8.5.0"}
-        ),
-        status=302,
-        bytes_out=0,
-        hash_key=b"session-secret-value",
-    )
-    assert combined(AT, 0.01, "public", ex) == (
+    req = request(headers={b"referer": b"https://shop.example/", b"user-agent": b"curl/8.5.0"})
+    assert combined(AT, req, 302, 0, False) == (
         '203.0.113.9 - - [21/Sep/2026:14:13:20 +0000] "GET /cart?id=7 HTTP/1.1" 302 0 '
         '"https://shop.example/" "curl/8.5.0"\n'
     )
 
 
 def test_combined_format_without_referer_or_agent_and_with_quotes_escaped() -> None:
-    ex = exchange(
-        req=FakeRequest(target='/a"b', headers={b"user-agent": b'evil" "agent\\'}),
-    )
-    line = combined(AT, 0.01, "public", ex)
+    req = request(target='/a"b', headers={b"user-agent": b'evil" "agent\\'})
+    line = combined(AT, req, 200, 3456, False)
     assert '"GET /a\\"b HTTP/1.1"' in line  # a quote cannot end the request field early
     assert line.endswith(' "-" "evil\\" \\"agent\\\\"\n')
 
@@ -312,14 +295,14 @@ def test_ready_made_records() -> None:
 def test_lines_are_written_in_batches_by_one_timer(tmp_path: Path) -> None:
     log, loop, path = make_log(tmp_path)
     for _ in range(3):
-        log.log_exchange("public", exchange())
+        log_one(log)
     assert [delay for delay, _ in loop.timers] == [FLUSH_INTERVAL_S]  # one timer for the batch
     assert path.read_text() == ""  # nothing written on the request's path
     loop.fire()
     lines = path.read_text().splitlines()
     assert len(lines) == 3 and log.written == 3 and log.dropped == 0
     assert json.loads(lines[0])["backend"] == "10.0.0.2:8000"
-    log.log_exchange("public", exchange())
+    log_one(log)
     assert len(loop.timers) == 1  # the next batch arms the timer again
     log.close()
 
@@ -327,7 +310,7 @@ def test_lines_are_written_in_batches_by_one_timer(tmp_path: Path) -> None:
 def test_a_full_batch_is_written_at_once_not_with_the_timer(tmp_path: Path) -> None:
     log, loop, path = make_log(tmp_path)
     for _ in range(FLUSH_BATCH_LINES):
-        log.log_exchange("public", exchange())
+        log_one(log)
     (interval, timer), (now, _) = loop.timers
     assert timer.cancelled and (interval, now) == (FLUSH_INTERVAL_S, 0)
     loop.fire()
@@ -337,7 +320,7 @@ def test_a_full_batch_is_written_at_once_not_with_the_timer(tmp_path: Path) -> N
 
 def test_combined_lines_and_records_share_the_file(tmp_path: Path) -> None:
     log, loop, path = make_log(tmp_path, "combined")
-    log.log_exchange("public", exchange())
+    log_one(log)
     log.log_record({"listener": "tcp", "client": "192.0.2.1"})
     refused = {"listener": "public", "client": "198.51.100.7", "method": None, "status": 400}
     log.log_record(refused)
@@ -352,9 +335,7 @@ def test_combined_lines_and_records_share_the_file(tmp_path: Path) -> None:
 
 def test_combined_format_says_http10_for_an_http10_request(tmp_path: Path) -> None:
     log, loop, path = make_log(tmp_path, "combined")
-    old = exchange()
-    old.http10 = True
-    log.log_exchange("public", old)
+    log_one(log, http10=True)
     loop.fire()
     assert '"GET /cart?id=7 HTTP/1.0" 200' in path.read_text()
     log.close()
@@ -366,12 +347,12 @@ def test_when_the_buffer_is_full_lines_are_dropped_and_counted(
     monkeypatch.setattr(access_log, "MAX_PENDING_LINES", 5)
     log, loop, path = make_log(tmp_path)
     for _ in range(8):
-        log.log_exchange("public", exchange())
+        log_one(log)
     log.log_record({"listener": "tcp"})
     assert log.dropped == 4  # three exchanges and the record: the request never waits
     loop.fire()
     assert len(path.read_text().splitlines()) == 5 and log.written == 5
-    log.log_exchange("public", exchange())  # room again once flushed
+    log_one(log)  # room again once flushed
     assert log.dropped == 4
     log.close()
     assert len(path.read_text().splitlines()) == 6
@@ -379,7 +360,7 @@ def test_when_the_buffer_is_full_lines_are_dropped_and_counted(
 
 def test_close_flushes_what_is_pending_and_cancels_the_timer(tmp_path: Path) -> None:
     log, loop, path = make_log(tmp_path)
-    log.log_exchange("public", exchange())
+    log_one(log)
     log.log_record({"listener": "udp", "client": "192.0.2.1"})
     [(_, handle)] = loop.timers
     log.close()
@@ -393,8 +374,8 @@ def test_a_full_disk_drops_lines_counts_them_and_close_does_not_raise(
 ) -> None:
     loop = FakeLoop()
     log = AccessLog(loop, "/dev/full")  # type: ignore[arg-type]
-    log.log_exchange("public", exchange())
-    log.log_exchange("public", exchange())
+    log_one(log)
+    log_one(log)
     with caplog.at_level(logging.WARNING, logger="evenflow.observability.access_log"):
         loop.fire()
         assert log.dropped == 2 and log.written == 0
@@ -402,7 +383,7 @@ def test_a_full_disk_drops_lines_counts_them_and_close_does_not_raise(
         log.log_record({"listener": "tcp"})
         log.close()  # the last step of a shutdown: it must not raise
     assert log.dropped == 3
-    assert "closed with lines unwritten" in caplog.text
+    assert "1 lines lost" in caplog.text  # the record close flushed
 
 
 def test_stderr_is_written_to_but_never_closed(
@@ -412,7 +393,34 @@ def test_stderr_is_written_to_but_never_closed(
     monkeypatch.setattr("sys.stderr", stream)
     loop = FakeLoop()
     log = AccessLog(loop, "stderr")  # type: ignore[arg-type]
-    log.log_exchange("public", exchange())
+    log_one(log)
     log.close()
     assert not stream.closed
     assert json.loads(stream.getvalue())["listener"] == "public"
+
+
+def test_a_stream_that_takes_less_than_it_is_given_still_gets_every_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    class Trickle(io.RawIOBase):
+        """Takes at most 7 bytes a write, as a raw file or pipe may."""
+
+        def __init__(self) -> None:
+            self.data = bytearray()
+
+        def writable(self) -> bool:
+            return True
+
+        def write(self, data: Any) -> int:
+            taken = bytes(data[:7])
+            self.data += taken
+            return len(taken)
+
+    trickle = Trickle()
+    monkeypatch.setattr("sys.stdout", SimpleNamespace(buffer=trickle, flush=lambda: None))
+    log = AccessLog(FakeLoop(), "stdout")  # type: ignore[arg-type]
+    log_one(log, status=201)
+    log_one(log, status=202)
+    log.close()
+    assert [json.loads(line)["status"] for line in trickle.data.splitlines()] == [201, 202]
+    assert log.written == 2 and log.dropped == 0

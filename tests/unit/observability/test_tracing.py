@@ -82,7 +82,7 @@ def test_a_new_trace_is_a_valid_sampled_traceparent_with_its_trace_id() -> None:
 
 def test_new_ids_are_never_all_zero(monkeypatch: pytest.MonkeyPatch) -> None:
     # an all-zero id is invalid (§3.2.2.3, §3.2.2.4): a downstream service would drop the trace
-    monkeypatch.setattr(tracing, "randbytes", lambda n: bytes(n))
+    monkeypatch.setattr(tracing, "urandom", lambda n: bytes(n))
     shared = tracing._RANDOM
     shared.at = len(shared.digits)  # the next id draws: zeros
     try:
@@ -98,7 +98,7 @@ def test_ids_are_consecutive_slices_of_one_draw_then_of_the_next() -> None:
     draws = iter([bytes.fromhex("ab" * 1536), bytes.fromhex("cd" * 1536)])
     ids = tracing.RandomHex()
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(tracing, "randbytes", lambda n: next(draws))
+        patch.setattr(tracing, "urandom", lambda n: next(draws))
         taken = [ids.take(48) for _ in range(65)]  # a draw is 3,072 digits: 64 of 48
     assert taken[0] == b"ab" * 24 and taken[63] == b"ab" * 24
     assert taken[64] == b"cd" * 24
