@@ -16,6 +16,7 @@ from evenflow.proxy.http1.response_head import (
     HOP_SEEN,
     KEEP_ALIVE_ONLY,
     _analyze_fields,
+    _digits,
     analyze,
     special_fields,
 )
@@ -147,3 +148,12 @@ def test_it_agrees_with_the_regular_expression_it_replaced(
         )
     )
     assert analyze(raw) == oracle(raw)
+
+
+@given(st.binary() | st.text(alphabet="0123456789 \t+_-x").map(str.encode))
+def test_digits_read_what_int_reads_or_give_up(value: bytes) -> None:
+    got = _digits(b"content-length:" + value, 15)
+    if re.fullmatch(rb"[ \t]*[0-9]+[ \t]*", value):
+        assert got == int(value)  # what llhttp lets through: always read
+    else:
+        assert got == -1  # anything else goes to the general reading, and its int()
