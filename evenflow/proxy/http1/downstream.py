@@ -648,7 +648,10 @@ class DownstreamConnection(asyncio.Protocol):
             raw_head = None  # rebuilt: something in it must change
         if self._head_bytes > self.max_header_bytes:
             self._check_head_size(raw_head, url)
-        method = _METHODS.get(method_raw) or method_raw.decode("latin-1")
+        if method_raw == b"GET":  # most requests: no hashing of the bytes llhttp just made
+            method = "GET"
+        else:
+            method = _METHODS.get(method_raw) or method_raw.decode("latin-1")
         chunked = bool(special & _CHUNKED)
         exchange = Exchange(
             self,
