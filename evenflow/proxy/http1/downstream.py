@@ -580,7 +580,7 @@ class DownstreamConnection(asyncio.Protocol):
         self._url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        lname = name.lower()
+        lname = b"host" if name == b"Host" else name.lower()  # as most clients spell it: no copy
         if self._trailers is not None:
             self._trailers.append((lname, value))
             return
