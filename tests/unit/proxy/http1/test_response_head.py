@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -80,6 +81,24 @@ def test_a_field_whose_name_only_starts_like_one_is_ignored() -> None:
     raw = head("Content-Lengthy: 5", "Tex: 1", "Upgrades: no", "Content-Length: 7")
     assert analyze(raw) == (HAS_LENGTH, 7)
     assert analyze(head("Proxy-Status: x")) == (HOP_SEEN, -1)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (NGINX.replace(b"Content-Length", b"CONTENT-LENGTH"), (HAS_LENGTH | KEEP_ALIVE_ONLY, 1024)),
+        (head("content-length: 5", "connection: keep-alive"), (HAS_LENGTH | KEEP_ALIVE_ONLY, 5)),
+        (head("Content-Length: 5", "Connection: Keep-Alive"), (HAS_LENGTH | KEEP_ALIVE_ONLY, 5)),
+        (head("Content-Length: 5", "Connection: close"), (HAS_LENGTH | HOP_SEEN, 5)),
+        (head("Content-Length: 5", "Content-Length: 5"), (HAS_LENGTH, 5)),
+        (head("Cache-Control: no-cache", "Pragma: no-cache"), (0, -1)),
+        (b"\r\n" + head("Content-Length: 5"), (HAS_LENGTH, 5)),  # llhttp skips a leading CRLF
+    ],
+)
+def test_heads_read_line_by_line_or_by_the_general_reading_agree(
+    raw: bytes, expected: tuple[int, int]
+) -> None:
+    assert analyze(raw) == oracle(raw) == expected
 
 
 NAMES = st.sampled_from(
