@@ -671,7 +671,7 @@ class DownstreamConnection(asyncio.Protocol):
         self._url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        lname = name.lower()
+        lname = b"host" if name == b"Host" else name.lower()  # as most clients spell it: no copy
         if self._trailers is not None:
             self._trailers.append((lname, value))
             return
@@ -717,11 +717,15 @@ class DownstreamConnection(asyncio.Protocol):
         raw_parts = self._raw_parts
         raw_head: bytes | None = None
         http10 = False
+        method_raw = parser.get_method()
         if raw_parts is not None:
             buf = raw_parts[0] if len(raw_parts) == 1 else b"".join(raw_parts)
             raw_head = buf[: buf.find(b"\r\n\r\n") + 4]
             self._raw_parts = None
-            if not raw_head.endswith(b" HTTP/1.1", 0, raw_head.find(b"\r\n")):
+            # llhttp read the method and the target from the request line: what follows them
+            # must be the version, exactly
+            version_at = len(method_raw) + 1 + len(url)
+            if raw_head[version_at : version_at + 11] != b" HTTP/1.1\r\n":
                 http10 = self._old_version()
                 special |= _REBUILD  # forwarded as HTTP/1.1, whatever the client's line said
         elif parser.get_http_version() != "1.1":
@@ -735,8 +739,10 @@ class DownstreamConnection(asyncio.Protocol):
             raw_head = None  # rebuilt: something in it must change
         if self._head_bytes > self.max_header_bytes:
             self._check_head_size(raw_head, url)
-        method_raw = parser.get_method()
-        method = _METHODS.get(method_raw) or method_raw.decode("latin-1")
+        if method_raw == b"GET":  # most requests: no hashing of the bytes llhttp just made
+            method = "GET"
+        else:
+            method = _METHODS.get(method_raw) or method_raw.decode("latin-1")
         chunked = bool(special & _CHUNKED)
         exchange = Exchange(
             self,

@@ -1,8 +1,9 @@
 """What a backend's response head means for forwarding it: framing and hop-by-hop fields.
 
-Sans-IO and called once per response. The head is scanned with one regular expression over its
-lowercased bytes instead of a Python callback per header: llhttp has already refused whitespace
-before a colon and bare CR or LF, so "\\r\\nname:" can only be the start of that field.
+Sans-IO and called once per response, without a Python callback per header: llhttp has already
+refused whitespace before a colon and bare CR or LF, so "\\r\\nname:" can only be the start of that
+field. The common head is read line by line, most names only as far as their first letter; any
+other head is scanned with one regular expression over its lowercased bytes.
 """
 
 from __future__ import annotations
@@ -29,13 +30,65 @@ _HOP_LINE: Final = re.compile(
 def special_fields(raw: bytes) -> list[tuple[bytes, bytes]]:
     """The (name, value) of each field that matters, in order, both lowercased; the value
     without the whitespace after the colon. One regular expression over the lowercased head:
-    faster, compiled or not, than any loop over its lines tried (bench: 1.1 against 1.4 us)."""
+    the general reading, for heads that are not the common one."""
     return _SPECIAL_FIELD.findall(raw.lower())
 
 
 def analyze(raw: bytes) -> tuple[int, int]:
     """(flags, content length or -1) of a response head, status line to blank line."""
-    found = special_fields(raw)
+    lines = raw.split(b"\r\n")
+    flags = 0
+    length = -1
+    # the common head: at most a Content-Length and "Connection: keep-alive", once each, and no
+    # line that may be another special field; at any doubt the general reading decides
+    for i in range(1, len(lines) - 2):  # between the status line and the blank line
+        line = lines[i]
+        initial = line[0] | 0x20  # lowercase, for a letter (and only a letter becomes one)
+        if initial == 0x63:  # c
+            if _has_name(line, b"Content-Length:", b"content-length:"):
+                length = _digits(line, 15)
+                if flags & HAS_LENGTH or length < 0:
+                    return _analyze_found(special_fields(raw))
+                flags |= HAS_LENGTH
+            elif _has_name(line, b"Connection:", b"connection:"):
+                if flags & KEEP_ALIVE_ONLY or line[11:] != b" keep-alive":
+                    return _analyze_found(special_fields(raw))
+                flags |= KEEP_ALIVE_ONLY
+        elif initial == 0x74 or initial == 0x6B or initial == 0x70 or initial == 0x75:
+            # t, k, p, u: maybe Transfer-Encoding, TE, Trailer, Keep-Alive, Proxy-*, Upgrade
+            return _analyze_found(special_fields(raw))
+    return flags, length
+
+
+def _has_name(line: bytes, usual: bytes, lowercase: bytes) -> bool:
+    """Whether the field on `line` is `lowercase` (a name and its colon), in any case; its
+    `usual` spelling is tried first, which needs no copy."""
+    size = len(lowercase)
+    return (
+        len(line) >= size
+        and line[size - 1] == 0x3A  # the colon, where this name would end
+        and (line.startswith(usual) or line[:size].lower() == lowercase)
+    )
+
+
+def _digits(line: bytes, start: int) -> int:
+    """The number `line` holds from `start` on, between spaces and tabs; -1 for anything else.
+    What llhttp lets through as a Content-Length, read without int()'s generic call."""
+    value = -1
+    after = False  # past the digits: only trailing space may follow
+    for i in range(start, len(line)):
+        byte = line[i]
+        if 0x30 <= byte <= 0x39 and not after:
+            value = (value * 10 if value > 0 else 0) + byte - 0x30
+        elif byte == 0x20 or byte == 0x09:
+            after = value >= 0
+        else:
+            return -1
+    return value
+
+
+def _analyze_found(found: list[tuple[bytes, bytes]]) -> tuple[int, int]:
+    """analyze() from the special fields of a head that is not the common one."""
     flags = 0
     length = -1
     # the common head: at most a Content-Length and "Connection: keep-alive", once each

@@ -232,6 +232,28 @@ async def test_http10_client_gets_forwarding_headers_and_via_10(
         assert len(via) == 1 and via[0].startswith("1.0 ") and "evenflow" in via[0], via
 
 
+async def test_a_request_line_is_forwarded_as_sent_only_when_it_says_http_1_1(
+    raw_server: StartRawServer, proxy: StartProxy
+) -> None:
+    request_lines = []
+
+    async def backend(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            head, _, _ = await read_request(reader)
+            request_lines.append(head.split(b"\r\n", 1)[0])
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+
+    srv = await raw_server(backend)
+    p = await proxy(config({"p": {"backends": [srv.address]}}, pool="p"))
+    async with raw_client(p) as client:
+        for line in (b"GET /a?q=1 HTTP/1.1", b"GET /a?q=1 HTTP/1.2", b"DELETE /b HTTP/1.1"):
+            await client.send(line + b"\r\nHost: h.example.test\r\n\r\n")
+            resp = await client.response()
+            assert (resp.status, resp.body) == (200, b"ok")
+    # a higher minor version is served as 1.1 (RFC 9110 §2.5), and said so to the backend
+    assert request_lines == [b"GET /a?q=1 HTTP/1.1", b"GET /a?q=1 HTTP/1.1", b"DELETE /b HTTP/1.1"]
+
+
 async def test_end_to_end_headers_pass_unchanged_in_order(
     backends: StartBackends, proxy: StartProxy
 ) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -16,6 +17,7 @@ from evenflow.proxy.http1.response_head import (
     HOP_SEEN,
     KEEP_ALIVE_ONLY,
     _analyze_fields,
+    _digits,
     analyze,
     special_fields,
 )
@@ -81,6 +83,24 @@ def test_a_field_whose_name_only_starts_like_one_is_ignored() -> None:
     assert analyze(head("Proxy-Status: x")) == (HOP_SEEN, -1)
 
 
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (NGINX.replace(b"Content-Length", b"CONTENT-LENGTH"), (HAS_LENGTH | KEEP_ALIVE_ONLY, 1024)),
+        (head("content-length: 5", "connection: keep-alive"), (HAS_LENGTH | KEEP_ALIVE_ONLY, 5)),
+        (head("Content-Length: 5", "Connection: Keep-Alive"), (HAS_LENGTH | KEEP_ALIVE_ONLY, 5)),
+        (head("Content-Length: 5", "Connection: close"), (HAS_LENGTH | HOP_SEEN, 5)),
+        (head("Content-Length: 5", "Content-Length: 5"), (HAS_LENGTH, 5)),
+        (head("Cache-Control: no-cache", "Pragma: no-cache"), (0, -1)),
+        (b"\r\n" + head("Content-Length: 5"), (HAS_LENGTH, 5)),  # llhttp skips a leading CRLF
+    ],
+)
+def test_heads_read_line_by_line_or_by_the_general_reading_agree(
+    raw: bytes, expected: tuple[int, int]
+) -> None:
+    assert analyze(raw) == oracle(raw) == expected
+
+
 NAMES = st.sampled_from(
     [
         "Content-Length",
@@ -93,6 +113,9 @@ NAMES = st.sampled_from(
         "Trailer",
         "Upgrade",
         "Content-Type",
+        "Content-Lengthy",
+        "Cache-Control",
+        "Pragma",
         "Tex",
         "Connections",
         "Server",
@@ -144,3 +167,12 @@ def test_it_agrees_with_the_regular_expression_it_replaced(
         )
     )
     assert analyze(raw) == oracle(raw)
+
+
+@given(st.binary() | st.text(alphabet="0123456789 \t+_-x").map(str.encode))
+def test_digits_read_what_int_reads_or_give_up(value: bytes) -> None:
+    got = _digits(b"content-length:" + value, 15)
+    if re.fullmatch(rb"[ \t]*[0-9]+[ \t]*", value):
+        assert got == int(value)  # what llhttp lets through: always read
+    else:
+        assert got == -1  # anything else goes to the general reading, and its int()
