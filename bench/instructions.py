@@ -4,6 +4,7 @@ Usage (from the repository root):
 
     .venv/bin/python bench/instructions.py [--requests 5000] [--connections 64]
         [--proxies nginx,haproxy,evenflow,evenflow+log,evenflow-bare] [--log-format json]
+        [--protocol http1|h2c|https|h2]
 
 Why: on a shared machine two identical wrk runs differ by 20% and more, which hides any change
 under that, such as what the access log or the metric counters cost. Valgrind's callgrind counts
@@ -17,8 +18,14 @@ What it does:
      nginx, HAProxy, evenflow, and evenflow's observability variants (`evenflow+log`: the JSON
      access log written to a file; `evenflow-bare`: no metric counters, no trace context).
   3. Warms each up with 1,000 requests, zeroes its counters (callgrind_control -z), sends
-     exactly --requests requests with `h2load --h1` over keep-alive connections, dumps the
-     counters (callgrind_control -d) and divides: instructions per request.
+     exactly --requests requests with h2load, dumps the counters (callgrind_control -d) and
+     divides: instructions per request. --protocol picks what h2load speaks: `http1`
+     (`h2load --h1` over keep-alive connections, the default), `h2c` (HTTP/2 with prior
+     knowledge), `https` (HTTP/1.1 over TLS) or `h2` (HTTP/2 over TLS, ALPN); the HTTP/2 ones
+     run 10 streams at once on each of 10 connections (issue 7's h2load load). TLS ones use a
+     certificate made for the run and, as bench/tls.py, compare nginx and evenflow only;
+     HAProxy is counted on HTTP/1.1 only. TLS handshakes are counted too (one per
+     connection), so more --requests make them weigh less.
   4. Prints each proxy's count and ratios: evenflow against nginx and HAProxy, and each
      observability variant against evenflow and against evenflow-bare. Writes the JSON to
      bench/results/instructions-<UTC timestamp>.json.
@@ -67,6 +74,7 @@ from run import (  # noqa: E402  (bench/ is not a package: run.py sits beside th
     wait_ready,
     write_results,
 )
+from tls import make_certificate, start_evenflow_tls, start_nginx_tls, wait_ready_tls  # noqa: E402
 
 TOOLS: dict[str, str | None] = {
     "nginx": "nginx",
@@ -76,6 +84,10 @@ TOOLS: dict[str, str | None] = {
     "callgrind_control": "valgrind",
 }
 WARMUP_REQUESTS = 1000
+PROTOCOLS = ("http1", "h2c", "https", "h2")
+TLS_PROTOCOLS = ("https", "h2")
+H2_CONNECTIONS = 10  # HTTP/2: h2load -c 10 -m 10, 100 streams in flight (issue 7)
+H2_STREAMS = 10
 READY_TIMEOUT_S = 180.0  # Python starting under valgrind takes a while
 
 
@@ -119,16 +131,18 @@ def dumped_instructions(outdir: Path, timeout_s: float = 60.0) -> int:
     raise RuntimeError(f"callgrind wrote no complete dump in {outdir} within {timeout_s:.0f} s")
 
 
-def h2load(tool: str, port: int, requests: int, connections: int) -> None:
+def h2load(tool: str, port: int, requests: int, connections: int, protocol: str) -> None:
+    scheme = "https" if protocol in TLS_PROTOCOLS else "http"
+    speaks = ["--h1"] if protocol in ("http1", "https") else ["-m", str(H2_STREAMS)]
     done = subprocess.run(
         [
             tool,
-            "--h1",
+            *speaks,
             "-n",
             str(requests),
             "-c",
             str(connections),
-            f"http://127.0.0.1:{port}{PATH}",
+            f"{scheme}://127.0.0.1:{port}{PATH}",
         ],
         capture_output=True,
         text=True,
@@ -140,15 +154,34 @@ def h2load(tool: str, port: int, requests: int, connections: int) -> None:
         raise RuntimeError(f"h2load did not complete {requests} requests:\n{done.stdout[-800:]}")
 
 
+def wait_ready_h2c(tool: str, started: Started, port: int, timeout_s: float) -> None:
+    """Until one h2c request succeeds (nginx's h2c listener speaks nothing else)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if started.proc.poll() is not None:
+            raise RuntimeError(f"{started.name} exited:\n{started.log_tail()}")
+        try:
+            h2load(tool, port, 1, 1, "h2c")
+            return
+        except RuntimeError:
+            time.sleep(0.5)
+    raise RuntimeError(f"{started.name} not ready over h2c:\n{started.log_tail()}")
+
+
 def count(
     tools: dict[str, str], started: Started, port: int, outdir: Path, args: argparse.Namespace
 ) -> float:
     """Instructions per request of the proxy `started`, already running under callgrind."""
-    wait_ready(started, port, READY_TIMEOUT_S)
-    h2load(tools["h2load"], port, WARMUP_REQUESTS, args.connections)
+    if args.protocol in TLS_PROTOCOLS:
+        wait_ready_tls(started, port, READY_TIMEOUT_S)
+    elif args.protocol == "h2c":
+        wait_ready_h2c(tools["h2load"], started, port, READY_TIMEOUT_S)
+    else:
+        wait_ready(started, port, READY_TIMEOUT_S)
+    h2load(tools["h2load"], port, WARMUP_REQUESTS, args.connections, args.protocol)
     pids = process_tree(started.pid)
     callgrind_control("-z", pids)
-    h2load(tools["h2load"], port, args.requests, args.connections)
+    h2load(tools["h2load"], port, args.requests, args.connections, args.protocol)
     callgrind_control("-d", pids)
     return dumped_instructions(outdir) / args.requests
 
@@ -176,7 +209,10 @@ def report(found: dict[str, float]) -> dict[str, float]:
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--requests", type=int, default=5000, help="requests counted (5000)")
-    parser.add_argument("--connections", type=int, default=64, help="h2load connections (64)")
+    parser.add_argument(
+        "--connections", type=int, help="h2load connections (64; HTTP/2: 10, of 10 streams)"
+    )
+    parser.add_argument("--protocol", choices=PROTOCOLS, default="http1", help="(http1)")
     parser.add_argument(
         "--proxies",
         default=",".join((*PROXIES, LOGGED, BARE)),
@@ -193,6 +229,12 @@ def parse_args() -> argparse.Namespace:
     unknown = set(args.proxies) - set(PROXIES) - set(EVENFLOWS)
     if unknown or not args.proxies:
         parser.error(f"--proxies: unknown {sorted(unknown)}")
+    if args.protocol != "http1" and "haproxy" in args.proxies:
+        parser.error("--proxies: haproxy is counted on --protocol http1 only")
+    if args.protocol in TLS_PROTOCOLS and set(args.proxies) - {"nginx", "evenflow"}:
+        parser.error(f"--proxies: over TLS ({args.protocol}) nginx and evenflow only")
+    if args.connections is None:
+        args.connections = 64 if args.protocol in ("http1", "https") else H2_CONNECTIONS
     if args.requests < 1 or args.connections < 1:
         parser.error("--requests and --connections must be at least 1")
     return args
@@ -214,12 +256,28 @@ def main() -> int:
             backend_port = free_port()
             backend = start_backend(tools["nginx"], workdir, backend_port)
             wait_ready(backend, backend_port)
+            tls = args.protocol in TLS_PROTOCOLS
+            h2 = args.protocol in ("h2c", "h2")
+            if tls:
+                cert, key = make_certificate(workdir)
             for name in args.proxies:
                 port = free_port()
                 outdir = workdir / f"callgrind-{name}"
                 outdir.mkdir()
-                if name == "nginx":
-                    plain = start_nginx_proxy(tools["nginx"], workdir, port, backend_port)
+                if tls and name == "nginx":
+                    plain = start_nginx_tls(
+                        tools["nginx"], workdir, port, backend_port, cert, key, h2=h2
+                    )
+                elif tls:
+                    plain = start_evenflow_tls(workdir, port, backend_port, cert, key, h2=h2)
+                elif name == "nginx":
+                    plain = start_nginx_proxy(
+                        tools["nginx"],
+                        workdir,
+                        port,
+                        backend_port,
+                        listen_options=" http2" if h2 else "",  # h2c: prior knowledge
+                    )
                 elif name == "haproxy":
                     plain = start_haproxy(tools["haproxy"], workdir, port, backend_port)
                 else:
@@ -255,6 +313,7 @@ def main() -> int:
                 "requests": args.requests,
                 "warmup_requests": WARMUP_REQUESTS,
                 "connections": args.connections,
+                "protocol": args.protocol,
                 "path": PATH,
                 "log_format": args.log_format,
             },
