@@ -116,6 +116,7 @@ class ListenerRuntime:
         "idle_timeout_s",
         "body_timeout_s",
         "send_timeout_s",
+        "check_period_s",
     )
 
     def __init__(self, config: HttpListener) -> None:
@@ -131,6 +132,10 @@ class ListenerRuntime:
         self.idle_timeout_s: float = timeouts.idle
         self.body_timeout_s: float = timeouts.body
         self.send_timeout_s: float = timeouts.send
+        # how often a connection's watchdog looks at it: its shortest timeout
+        self.check_period_s: float = min(
+            self.header_timeout_s, self.idle_timeout_s, self.body_timeout_s, self.send_timeout_s
+        )
 
 
 class SniRoutes:

@@ -492,16 +492,12 @@ class DownstreamConnection(asyncio.Protocol):
         self.idle_timeout_s = listener.idle_timeout_s
         self.body_timeout_s = listener.body_timeout_s
         self.send_timeout_s = listener.send_timeout_s
-        self.watchdog = Watchdog(
-            self.loop,
-            min(
-                self.header_timeout_s,
-                self.idle_timeout_s,
-                self.body_timeout_s,
-                self.send_timeout_s,
-            ),
-            self._check_timeouts,
-        )
+        watchdog = self.watchdog
+        if watchdog is None or watchdog.period_s != listener.check_period_s:
+            # (a recycled HTTP/2 stream's connection keeps its own, unless a reload changed it)
+            watchdog = self.watchdog = Watchdog(
+                self.loop, listener.check_period_s, self._check_timeouts
+            )
         if self.is_stream:
             return  # not started: the HTTP/2 connection calls check_timeouts
         ctx = self.ctx
@@ -517,7 +513,7 @@ class DownstreamConnection(asyncio.Protocol):
             # over the limit: this connection waits, unread, until another one closes
             transport.pause_reading()
             ctx.waiting.append(self)
-        self.watchdog.start()
+        watchdog.start()
 
     def recycle(self) -> bool:
         """Make an HTTP/2 stream's connection, its one exchange over, ready to serve the next
