@@ -50,12 +50,14 @@ unit: $(VENV)/.installed-test
 
 # against nginx and HAProxy on this machine; not part of `make test`
 bench: $(VENV)/.installed-test native
-	$(BIN)/python bench/run.py
+	$(BIN)/python bench/run.py --evenflow-log --evenflow-bare
 	$(BIN)/python bench/tls.py
+	$(BIN)/python bench/tls.py --h2
 
 # instructions per request under callgrind: exact, where the timings above are noisy
 bench-count: $(VENV)/.installed-test native
 	$(BIN)/python bench/instructions.py
+	$(BIN)/python bench/instructions.py --protocol h2 --proxies nginx,evenflow
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build evenflow/_native.json
