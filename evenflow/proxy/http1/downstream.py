@@ -668,7 +668,8 @@ class DownstreamConnection(asyncio.Protocol):
         self._begun += 1
 
     def on_url(self, url: bytes) -> None:
-        self._url += url
+        # a target mostly arrives in one piece: no concatenation (compiled, += is a generic add)
+        self._url = self._url + url if self._url else url
 
     def on_header(self, name: bytes, value: bytes) -> None:
         lname = b"host" if name == b"Host" else name.lower()  # as most clients spell it: no copy
