@@ -718,9 +718,10 @@ class DownstreamConnection(asyncio.Protocol):
         raw_parts = self._raw_parts
         raw_head: bytes | None = None
         http10 = False
-        method_raw = parser.get_method()
         if raw_parts is not None:
             buf = raw_parts[0] if len(raw_parts) == 1 else b"".join(raw_parts)
+            # the request line starts `buf`: GET, most requests' method, is read from it
+            method_raw = b"GET" if buf.startswith(b"GET ") else parser.get_method()
             raw_head = buf[: buf.find(b"\r\n\r\n") + 4]
             self._raw_parts = None
             # llhttp read the method and the target from the request line: what follows them
@@ -729,8 +730,10 @@ class DownstreamConnection(asyncio.Protocol):
             if raw_head[version_at : version_at + 11] != b" HTTP/1.1\r\n":
                 http10 = self._old_version()
                 special |= _REBUILD  # forwarded as HTTP/1.1, whatever the client's line said
-        elif parser.get_http_version() != "1.1":
-            http10 = self._old_version()
+        else:
+            method_raw = parser.get_method()
+            if parser.get_http_version() != "1.1":
+                http10 = self._old_version()
         if special & _CHUNKED:
             check_transfer_codings(
                 [v for n, v in self._headers if n == b"transfer-encoding"], http10
