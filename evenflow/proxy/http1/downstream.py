@@ -722,7 +722,9 @@ class DownstreamConnection(asyncio.Protocol):
             buf = raw_parts[0] if len(raw_parts) == 1 else b"".join(raw_parts)
             # the request line starts `buf`: GET, most requests' method, is read from it
             method_raw = b"GET" if buf.startswith(b"GET ") else parser.get_method()
-            raw_head = buf[: buf.find(b"\r\n\r\n") + 4]
+            head_end = buf.find(b"\r\n\r\n") + 4
+            # most reads hold one request and nothing after it: its head, with no copy
+            raw_head = buf if head_end == len(buf) else buf[:head_end]
             self._raw_parts = None
             # llhttp read the method and the target from the request line: what follows them
             # must be the version, exactly
