@@ -759,7 +759,9 @@ class DownstreamConnection(asyncio.Protocol):
             self._traceparent,
             http10,
             chunked,
-            parser.should_keep_alive(),
+            # a head forwarded as sent is HTTP/1.1 with no Connection field (any would have it
+            # rebuilt): llhttp's answer is known, keep-alive (RFC 9112 §9.3)
+            raw_head is not None or parser.should_keep_alive(),
         )
         self._receiving = exchange
         if (
