@@ -677,12 +677,14 @@ class DownstreamConnection(asyncio.Protocol):
             self._trailers.append((lname, value))
             return
         self._headers.append((lname, value))
-        if lname in self._ordinary_names:
-            return
+        # Host first: every request has one, mostly named by the constant above (an identity
+        # compare, where the set lookup would hash)
         if lname == b"host":
             if self._host is not None:
                 self._special |= _HOST_TWICE
             self._host = value
+        elif lname in self._ordinary_names:
+            pass  # only recorded
         elif lname in self._special_names:
             self._special_header(lname, value)
         elif lname[:6] == b"proxy-":
