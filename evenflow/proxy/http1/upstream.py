@@ -337,7 +337,8 @@ class UpstreamConnection(asyncio.Protocol):
         self._in_head = True
         self._received = 0
         self._uses += 1
-        self._trailers = []
+        if self._trailers:
+            self._trailers = []  # (most responses have none: their empty list serves again)
         self.transport.writelines(pieces)
 
     def write(self, pieces: list[bytes]) -> None:
