@@ -14,7 +14,6 @@ from evenflow.balancing.base import Needs, PickContext, register
 from evenflow.core.backend import BackendState
 
 
-@register
 class LeastConn:
     """Lowest `in_flight / effective_weight`; among equals, successive picks rotate."""
 
@@ -75,3 +74,6 @@ class LeastConn:
             if best is None or load < low:
                 best, low = b, load
         return best
+
+
+register(LeastConn)  # not as a decorator: see register()

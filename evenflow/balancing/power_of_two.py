@@ -26,7 +26,6 @@ def _less_loaded(
     return b if b.in_flight / weights[j] < a.in_flight / weights[i] else a
 
 
-@register
 class PowerOfTwo:
     """Power of two choices over weighted draws; with one backend, that backend."""
 
@@ -59,3 +58,6 @@ class PowerOfTwo:
                 sampler = WeightedSampler(weights, self._random)
                 return _less_loaded([b for b, _ in rest], weights, sampler)
         return _less_loaded(backends, self._weights, self._sampler)
+
+
+register(PowerOfTwo)  # not as a decorator: see register()

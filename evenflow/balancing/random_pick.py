@@ -52,7 +52,6 @@ class WeightedSampler:
         return min(max(bisect_right(cum, u + (hi - lo)), i + 1), self.n - 1)
 
 
-@register
 class RandomPick:
     """Weighted random choice; uniform when all weights are equal."""
 
@@ -81,3 +80,6 @@ class RandomPick:
                 sampler = WeightedSampler([w for _, w in rest], self._random)
                 return rest[sampler.draw()][0]
         return backends[self._sampler.draw()]
+
+
+register(RandomPick)  # not as a decorator: see register()

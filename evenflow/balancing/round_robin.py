@@ -14,7 +14,6 @@ from evenflow.balancing.base import Needs, PickContext, register
 from evenflow.core.backend import BackendState
 
 
-@register
 class RoundRobin:
     """a b c a b c ...; a retry skips avoided backends and the rotation carries on after it."""
 
@@ -43,3 +42,6 @@ class RoundRobin:
             if candidate not in avoid:
                 return candidate
         return first
+
+
+register(RoundRobin)  # not as a decorator: see register()

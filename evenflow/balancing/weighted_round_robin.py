@@ -75,7 +75,6 @@ def _cycle_weights(weights: Sequence[float]) -> list[int] | None:
     return reduced if length <= MAX_CYCLE and length * len(reduced) <= MAX_BUILD_STEPS else None
 
 
-@register
 class WeightedRoundRobin:
     """Smooth weighted round robin; exact shares per cycle, each backend spread across it."""
 
@@ -139,3 +138,6 @@ class WeightedRoundRobin:
             if w > best_w and b not in avoid:
                 best, best_w = b, w
         return best
+
+
+register(WeightedRoundRobin)  # not as a decorator: see register()

@@ -664,7 +664,8 @@ class DownstreamConnection(asyncio.Protocol):
         self._begun += 1
 
     def on_url(self, url: bytes) -> None:
-        self._url += url
+        # a target mostly arrives in one piece: no concatenation (compiled, += is a generic add)
+        self._url = self._url + url if self._url else url
 
     def on_header(self, name: bytes, value: bytes) -> None:
         lname = b"host" if name == b"Host" else name.lower()  # as most clients spell it: no copy
@@ -672,12 +673,14 @@ class DownstreamConnection(asyncio.Protocol):
             self._trailers.append((lname, value))
             return
         self._headers.append((lname, value))
-        if lname in self._ordinary_names:
-            return
+        # Host first: every request has one, mostly named by the constant above (an identity
+        # compare, where the set lookup would hash)
         if lname == b"host":
             if self._host is not None:
                 self._special |= _HOST_TWICE
             self._host = value
+        elif lname in self._ordinary_names:
+            pass  # only recorded
         elif lname in self._special_names:
             self._special_header(lname, value)
         elif lname[:6] == b"proxy-":
@@ -713,10 +716,13 @@ class DownstreamConnection(asyncio.Protocol):
         raw_parts = self._raw_parts
         raw_head: bytes | None = None
         http10 = False
-        method_raw = parser.get_method()
         if raw_parts is not None:
             buf = raw_parts[0] if len(raw_parts) == 1 else b"".join(raw_parts)
-            raw_head = buf[: buf.find(b"\r\n\r\n") + 4]
+            # the request line starts `buf`: GET, most requests' method, is read from it
+            method_raw = b"GET" if buf.startswith(b"GET ") else parser.get_method()
+            head_end = buf.find(b"\r\n\r\n") + 4
+            # most reads hold one request and nothing after it: its head, with no copy
+            raw_head = buf if head_end == len(buf) else buf[:head_end]
             self._raw_parts = None
             # llhttp read the method and the target from the request line: what follows them
             # must be the version, exactly
@@ -724,8 +730,10 @@ class DownstreamConnection(asyncio.Protocol):
             if raw_head[version_at : version_at + 11] != b" HTTP/1.1\r\n":
                 http10 = self._old_version()
                 special |= _REBUILD  # forwarded as HTTP/1.1, whatever the client's line said
-        elif parser.get_http_version() != "1.1":
-            http10 = self._old_version()
+        else:
+            method_raw = parser.get_method()
+            if parser.get_http_version() != "1.1":
+                http10 = self._old_version()
         if special & _CHUNKED:
             check_transfer_codings(
                 [v for n, v in self._headers if n == b"transfer-encoding"], http10
@@ -749,7 +757,9 @@ class DownstreamConnection(asyncio.Protocol):
             self._traceparent,
             http10,
             chunked,
-            parser.should_keep_alive(),
+            # a head forwarded as sent is HTTP/1.1 with no Connection field (any would have it
+            # rebuilt): llhttp's answer is known, keep-alive (RFC 9112 §9.3)
+            raw_head is not None or parser.should_keep_alive(),
         )
         self._receiving = exchange
         if (

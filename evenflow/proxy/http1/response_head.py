@@ -60,6 +60,28 @@ def analyze(raw: bytes) -> tuple[int, int]:
     return flags, length
 
 
+def status_code(raw: bytes) -> int:
+    """The status code of a head llhttp accepted, read from its status line: the three digits
+    llhttp requires after "HTTP/x.y ". -1 when the head does not start with its status line (a
+    leading CRLF, which llhttp skips): llhttp must then be asked."""
+    if len(raw) < 13 or raw[0] != 0x48 or raw[8] != 0x20 or raw[12] not in (0x20, 0x0D):
+        return -1
+    hundreds = raw[9] - 0x30
+    tens = raw[10] - 0x30
+    units = raw[11] - 0x30
+    if 0 <= hundreds <= 9 and 0 <= tens <= 9 and 0 <= units <= 9:
+        return hundreds * 100 + tens * 10 + units
+    return -1
+
+
+def keeps_connection(raw: bytes, flags: int) -> bool:
+    """Whether a head (with analyze()'s `flags`) shows by itself that the backend keeps the
+    connection open: HTTP/1.1, framed by a Content-Length, and no Connection field but
+    "keep-alive" (RFC 9112 §9.3), which is when llhttp's should_keep_alive() says yes. False
+    only means llhttp must be asked."""
+    return (flags & ~KEEP_ALIVE_ONLY) == HAS_LENGTH and raw.startswith(b"HTTP/1.1 ")
+
+
 def _has_name(line: bytes, usual: bytes, lowercase: bytes) -> bool:
     """Whether the field on `line` is `lowercase` (a name and its colon), in any case; its
     `usual` spelling is tried first, which needs no copy."""

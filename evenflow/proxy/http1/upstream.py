@@ -27,7 +27,14 @@ from evenflow.core.errors import (
     UpstreamTimeout,
 )
 from evenflow.proxy.http1.framing import BODY_NONE, BODY_RAW
-from evenflow.proxy.http1.response_head import BACKEND_CLOSES, CHUNKED, HAS_LENGTH, analyze
+from evenflow.proxy.http1.response_head import (
+    BACKEND_CLOSES,
+    CHUNKED,
+    HAS_LENGTH,
+    analyze,
+    keeps_connection,
+    status_code,
+)
 from evenflow.proxy.watchdog import Watchdog, periods
 
 if TYPE_CHECKING:
@@ -250,7 +257,9 @@ class UpstreamConnection(asyncio.Protocol):
         end = pending.find(b"\r\n\r\n", head_from) + 4
         raw = pending[head_from:end]
         parser = self.parser
-        status = parser.get_status_code()
+        status = status_code(raw)  # not a generic method call into httptools
+        if status < 0:
+            status = parser.get_status_code()
         exchange = self.exchange
         assert exchange is not None
         if status < 200 and status != 101:
@@ -263,7 +272,7 @@ class UpstreamConnection(asyncio.Protocol):
         self._pending = b""
         self._head_from = 0
         flags, length = analyze(raw)
-        if not parser.should_keep_alive():
+        if not keeps_connection(raw, flags) and not parser.should_keep_alive():
             flags |= BACKEND_CLOSES
         self._flags = flags
         head = exchange.on_response_head(status, raw, flags)
@@ -328,7 +337,8 @@ class UpstreamConnection(asyncio.Protocol):
         self._in_head = True
         self._received = 0
         self._uses += 1
-        self._trailers = []
+        if self._trailers:
+            self._trailers = []  # (most responses have none: their empty list serves again)
         self.transport.writelines(pieces)
 
     def write(self, pieces: list[bytes]) -> None:

@@ -3,11 +3,13 @@ replaced (the oracle)."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Callable
 
+import httptools
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from evenflow.proxy.http1.response_head import (
@@ -19,7 +21,9 @@ from evenflow.proxy.http1.response_head import (
     _analyze_fields,
     _digits,
     analyze,
+    keeps_connection,
     special_fields,
+    status_code,
 )
 
 # the scan analyze() used before it read lines itself: the oracle for what it must find
@@ -176,3 +180,79 @@ def test_digits_read_what_int_reads_or_give_up(value: bytes) -> None:
         assert got == int(value)  # what llhttp lets through: always read
     else:
         assert got == -1  # anything else goes to the general reading, and its int()
+
+
+def llhttp_reading(raw: bytes) -> tuple[int, bool] | None:
+    """(status code, should_keep_alive()) as llhttp has them once it read the head `raw`; None
+    when it refuses the head."""
+    seen: list[tuple[int, bool]] = []
+
+    class Callbacks:
+        def on_headers_complete(self) -> None:
+            seen.append((parser.get_status_code(), parser.should_keep_alive()))
+
+    parser = httptools.HttpResponseParser(Callbacks())
+    with contextlib.suppress(httptools.HttpParserError):
+        parser.feed_data(raw)
+    return seen[0] if seen else None
+
+
+@pytest.mark.parametrize(
+    ("raw", "keeps"),
+    [
+        (NGINX, True),
+        (head("Content-Length: 5"), True),
+        (head("Content-Length: 5", "Connection: close"), False),
+        (head("Content-Length: 5", "Connection: keep-alive, close"), False),
+        (head("Transfer-Encoding: chunked"), False),  # llhttp is asked: it says yes
+        (head("Cache-Control: no-cache"), False),  # until close
+        (NGINX.replace(b"HTTP/1.1", b"HTTP/1.0"), False),  # llhttp is asked: it says yes
+    ],
+)
+def test_a_head_shows_the_connection_kept_only_where_llhttp_agrees(raw: bytes, keeps: bool) -> None:
+    assert keeps_connection(raw, analyze(raw)[0]) is keeps
+    reading = llhttp_reading(raw)
+    assert reading is not None and (reading[1] or not keeps)
+
+
+def test_the_status_code_is_read_from_the_status_line() -> None:
+    assert status_code(NGINX) == 200
+    assert status_code(b"HTTP/1.1 404\r\n\r\n") == 404
+    assert status_code(b"\r\n" + NGINX) == -1  # llhttp skips a leading CRLF: it is asked
+
+
+def test_llhttp_refuses_a_folded_line_that_could_hide_a_close() -> None:
+    """keeps_connection() reads no continuation line: llhttp must refuse them (obs-fold,
+    RFC 9112 §5.2), or "Connection: keep-alive" could go on with ", close"."""
+    assert llhttp_reading(head("Content-Length: 0", "Connection: keep-alive", " close")) is None
+    assert llhttp_reading(head("Content-Length: 0", "Connection: keep-alive", "\tclose")) is None
+
+
+@given(
+    st.sampled_from(["HTTP/1.1", "HTTP/1.0", "\r\nHTTP/1.1"]),
+    st.integers(100, 999),
+    st.sampled_from([" OK", " Not Found", " ", ""]),
+    st.lists(
+        st.tuples(NAMES, CASES, VALUES, LENGTHS, st.sampled_from(["", " ", "\t"])),
+        max_size=6,
+    ),
+)
+def test_status_and_kept_connection_agree_with_llhttp(
+    version: str,
+    status: int,
+    reason: str,
+    fields: list[tuple[str, Callable[[str], str], str, str, str]],
+) -> None:
+    raw = head(
+        *(
+            f"{case(name)}:{space}{length if name == 'Content-Length' else value}"
+            for name, case, value, length, space in fields
+        )
+    ).replace(b"HTTP/1.1 200 OK", f"{version} {status}{reason}".encode(), 1)
+    reading = llhttp_reading(raw)
+    assume(reading is not None)  # a head llhttp refuses never reaches analyze()
+    assert reading is not None
+    llhttp_status, llhttp_keeps = reading
+    assert status_code(raw) == (-1 if raw.startswith(b"\r\n") else llhttp_status)
+    if keeps_connection(raw, analyze(raw)[0]):
+        assert llhttp_keeps
