@@ -1166,7 +1166,8 @@ class DownstreamConnection(asyncio.Protocol):
 
     def _log(self, exchange: Exchange) -> None:
         """Count the finished exchange in the metrics, and log its line."""
-        duration = _perf_counter() - exchange.started_at
+        ended_at = _perf_counter()
+        duration = ended_at - exchange.started_at
         if self.ctx.count_requests:
             self._count(exchange, duration)
         access_log = self.ctx.access_log
@@ -1179,6 +1180,7 @@ class DownstreamConnection(asyncio.Protocol):
                 exchange.bytes_in,
                 exchange.bytes_out,
                 duration,
+                ended_at,
                 exchange.attempts,
                 None if route is None else route.name,
                 None if pool is None else pool.name,
