@@ -189,15 +189,60 @@ def quantile(counts: list[int], q: float) -> float | None:
 class RequestStats:
     """One (listener, route, pool, backend) series of HTTP requests."""
 
-    __slots__ = ("labels", "classes", "bytes_in", "bytes_out", "duration", "ttfb")
+    __slots__ = (
+        "labels",
+        "no_response",
+        "status_1xx",
+        "status_2xx",
+        "status_3xx",
+        "status_4xx",
+        "status_5xx",
+        "bytes_in",
+        "bytes_out",
+        "duration",
+        "ttfb",
+    )
 
     def __init__(self, labels: tuple[str, str, str, str]) -> None:
         self.labels = labels  # listener, route, pool, backend ("" when none was picked)
-        self.classes = [0] * 6  # by status // 100: 0 (no response), 1xx .. 5xx
+        # requests by status class: a native integer each, as Histogram's buckets
+        self.no_response = 0
+        self.status_1xx = 0
+        self.status_2xx = 0
+        self.status_3xx = 0
+        self.status_4xx = 0
+        self.status_5xx = 0
         self.bytes_in = 0
         self.bytes_out = 0
         self.duration = Histogram()
         self.ttfb = Histogram()
+
+    def count_status(self, status: int) -> None:
+        """One more request answered with `status` (0: none)."""
+        if 200 <= status < 300:
+            self.status_2xx += 1
+        elif 300 <= status < 400:
+            self.status_3xx += 1
+        elif 400 <= status < 500:
+            self.status_4xx += 1
+        elif 500 <= status < 600:
+            self.status_5xx += 1
+        elif 100 <= status < 200:
+            self.status_1xx += 1
+        else:
+            self.no_response += 1
+
+    @property
+    def classes(self) -> list[int]:
+        """Requests by status class: none, 1xx .. 5xx."""
+        return [
+            self.no_response,
+            self.status_1xx,
+            self.status_2xx,
+            self.status_3xx,
+            self.status_4xx,
+            self.status_5xx,
+        ]
 
 
 class BackendStats:

@@ -1211,10 +1211,7 @@ class DownstreamConnection(asyncio.Protocol):
                 pool.name if pool is not None else "",
                 backend.address if backend is not None else "",
             )
-        status = exchange.status
-        status_class = status // 100 if 100 <= status < 600 else 0
-        classes = series.classes  # not `+= 1` on the item: compiled, a generic in-place add
-        classes[status_class] = classes[status_class] + 1
+        series.count_status(exchange.status)
         series.bytes_in += exchange.bytes_in
         series.bytes_out += exchange.bytes_out
         series.duration.observe(duration)
