@@ -35,28 +35,111 @@ BUCKETS_S: Final[tuple[float, ...]] = (
     10.0,
     30.0,
 )
-_BOUNDS: Final = len(BUCKETS_S)  # index _BOUNDS is the +Inf bucket
 
 
 class Histogram:
-    """Cumulative-on-read bucket counts and a sum, Prometheus style."""
+    """Bucket counts (each bucket's own, made cumulative when read) and a sum, Prometheus
+    style. A native integer per bucket: in a list, compiled, every increment past 256 boxes
+    a new int and frees the old one."""
 
-    __slots__ = ("counts", "sum")
+    __slots__ = (
+        "sum",
+        "up_to_500us",
+        "up_to_1ms",
+        "up_to_2_5ms",
+        "up_to_5ms",
+        "up_to_10ms",
+        "up_to_25ms",
+        "up_to_50ms",
+        "up_to_100ms",
+        "up_to_250ms",
+        "up_to_500ms",
+        "up_to_1s",
+        "up_to_2_5s",
+        "up_to_5s",
+        "up_to_10s",
+        "up_to_30s",
+        "over_30s",
+    )
 
     def __init__(self) -> None:
-        self.counts = [0] * (len(BUCKETS_S) + 1)
         self.sum = 0.0
+        self.up_to_500us = 0  # values in (previous bound, 0.5 ms]
+        self.up_to_1ms = 0
+        self.up_to_2_5ms = 0
+        self.up_to_5ms = 0
+        self.up_to_10ms = 0
+        self.up_to_25ms = 0
+        self.up_to_50ms = 0
+        self.up_to_100ms = 0
+        self.up_to_250ms = 0
+        self.up_to_500ms = 0
+        self.up_to_1s = 0
+        self.up_to_2_5s = 0
+        self.up_to_5s = 0
+        self.up_to_10s = 0
+        self.up_to_30s = 0
+        self.over_30s = 0  # the +Inf bucket
 
     def observe(self, value: float) -> None:
-        # bisect_left(BUCKETS_S, value), walked from the bottom: a proxied request's times
-        # fall in the first buckets, so this stops after a compare or two, and makes no call
-        index = 0
-        while index < _BOUNDS and BUCKETS_S[index] < value:
-            index += 1
-        # not `counts[index] += 1`: compiled, that is Python's generic in-place add
-        counts = self.counts
-        counts[index] = counts[index] + 1
+        # BUCKETS_S as literals, compared from the bottom (a proxied request's times fall in
+        # the first buckets): compiled, each compare is on C doubles, where a walk over the
+        # tuple unboxed a float per step. A test checks every bucket against bisect.
+        if value <= 0.0005:
+            self.up_to_500us += 1
+        elif value <= 0.001:
+            self.up_to_1ms += 1
+        elif value <= 0.0025:
+            self.up_to_2_5ms += 1
+        elif value <= 0.005:
+            self.up_to_5ms += 1
+        elif value <= 0.01:
+            self.up_to_10ms += 1
+        elif value <= 0.025:
+            self.up_to_25ms += 1
+        elif value <= 0.05:
+            self.up_to_50ms += 1
+        elif value <= 0.1:
+            self.up_to_100ms += 1
+        elif value <= 0.25:
+            self.up_to_250ms += 1
+        elif value <= 0.5:
+            self.up_to_500ms += 1
+        elif value <= 1.0:
+            self.up_to_1s += 1
+        elif value <= 2.5:
+            self.up_to_2_5s += 1
+        elif value <= 5.0:
+            self.up_to_5s += 1
+        elif value <= 10.0:
+            self.up_to_10s += 1
+        elif value <= 30.0:
+            self.up_to_30s += 1
+        else:
+            self.over_30s += 1
         self.sum += value
+
+    @property
+    def counts(self) -> list[int]:
+        """Each bucket's count, in BUCKETS_S's order, then +Inf's."""
+        return [
+            self.up_to_500us,
+            self.up_to_1ms,
+            self.up_to_2_5ms,
+            self.up_to_5ms,
+            self.up_to_10ms,
+            self.up_to_25ms,
+            self.up_to_50ms,
+            self.up_to_100ms,
+            self.up_to_250ms,
+            self.up_to_500ms,
+            self.up_to_1s,
+            self.up_to_2_5s,
+            self.up_to_5s,
+            self.up_to_10s,
+            self.up_to_30s,
+            self.over_30s,
+        ]
 
     @property
     def count(self) -> int:
@@ -64,7 +147,24 @@ class Histogram:
 
     def copy(self) -> Histogram:
         other = Histogram()
-        other.counts = list(self.counts)
+        (
+            other.up_to_500us,
+            other.up_to_1ms,
+            other.up_to_2_5ms,
+            other.up_to_5ms,
+            other.up_to_10ms,
+            other.up_to_25ms,
+            other.up_to_50ms,
+            other.up_to_100ms,
+            other.up_to_250ms,
+            other.up_to_500ms,
+            other.up_to_1s,
+            other.up_to_2_5s,
+            other.up_to_5s,
+            other.up_to_10s,
+            other.up_to_30s,
+            other.over_30s,
+        ) = self.counts
         other.sum = self.sum
         return other
 
@@ -89,15 +189,60 @@ def quantile(counts: list[int], q: float) -> float | None:
 class RequestStats:
     """One (listener, route, pool, backend) series of HTTP requests."""
 
-    __slots__ = ("labels", "classes", "bytes_in", "bytes_out", "duration", "ttfb")
+    __slots__ = (
+        "labels",
+        "no_response",
+        "status_1xx",
+        "status_2xx",
+        "status_3xx",
+        "status_4xx",
+        "status_5xx",
+        "bytes_in",
+        "bytes_out",
+        "duration",
+        "ttfb",
+    )
 
     def __init__(self, labels: tuple[str, str, str, str]) -> None:
         self.labels = labels  # listener, route, pool, backend ("" when none was picked)
-        self.classes = [0] * 6  # by status // 100: 0 (no response), 1xx .. 5xx
+        # requests by status class: a native integer each, as Histogram's buckets
+        self.no_response = 0
+        self.status_1xx = 0
+        self.status_2xx = 0
+        self.status_3xx = 0
+        self.status_4xx = 0
+        self.status_5xx = 0
         self.bytes_in = 0
         self.bytes_out = 0
         self.duration = Histogram()
         self.ttfb = Histogram()
+
+    def count_status(self, status: int) -> None:
+        """One more request answered with `status` (0: none)."""
+        if 200 <= status < 300:
+            self.status_2xx += 1
+        elif 300 <= status < 400:
+            self.status_3xx += 1
+        elif 400 <= status < 500:
+            self.status_4xx += 1
+        elif 500 <= status < 600:
+            self.status_5xx += 1
+        elif 100 <= status < 200:
+            self.status_1xx += 1
+        else:
+            self.no_response += 1
+
+    @property
+    def classes(self) -> list[int]:
+        """Requests by status class: none, 1xx .. 5xx."""
+        return [
+            self.no_response,
+            self.status_1xx,
+            self.status_2xx,
+            self.status_3xx,
+            self.status_4xx,
+            self.status_5xx,
+        ]
 
 
 class BackendStats:

@@ -1172,7 +1172,8 @@ class DownstreamConnection(asyncio.Protocol):
 
     def _log(self, exchange: Exchange) -> None:
         """Count the finished exchange in the metrics, and log its line."""
-        duration = _perf_counter() - exchange.started_at
+        ended_at = _perf_counter()
+        duration = ended_at - exchange.started_at
         if self.ctx.count_requests:
             self._count(exchange, duration)
         access_log = self.ctx.access_log
@@ -1185,6 +1186,7 @@ class DownstreamConnection(asyncio.Protocol):
                 exchange.bytes_in,
                 exchange.bytes_out,
                 duration,
+                ended_at,
                 exchange.attempts,
                 None if route is None else route.name,
                 None if pool is None else pool.name,
@@ -1215,10 +1217,7 @@ class DownstreamConnection(asyncio.Protocol):
                 pool.name if pool is not None else "",
                 backend.address if backend is not None else "",
             )
-        status = exchange.status
-        status_class = status // 100 if 100 <= status < 600 else 0
-        classes = series.classes  # not `+= 1` on the item: compiled, a generic in-place add
-        classes[status_class] = classes[status_class] + 1
+        series.count_status(exchange.status)
         series.bytes_in += exchange.bytes_in
         series.bytes_out += exchange.bytes_out
         series.duration.observe(duration)

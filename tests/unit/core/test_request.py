@@ -30,5 +30,11 @@ def test_the_cache_of_normalized_hosts_is_bounded(monkeypatch: pytest.MonkeyPatc
     assert len(request._normalized) <= 8
 
 
+def test_names_taking_turns_each_read_as_their_own() -> None:
+    # the last name is kept to skip the table: a different one must not be read as it
+    for raw, host in [(b"A.example", "a.example"), (b"b.example:81", "b.example")] * 2:
+        assert RequestHead("GET", b"/", raw, []).host == host
+
+
 def test_a_host_given_as_text_is_normalized_at_once() -> None:
     assert RequestHead("GET", "/", "WWW.Example:80", []).host == "www.example"

@@ -7,7 +7,9 @@ from __future__ import annotations
 import io
 import json
 import logging
+import time
 from dataclasses import dataclass, field, fields
+from datetime import datetime
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -54,6 +56,7 @@ class Finished:
     bytes_in: int = 12
     bytes_out: int = 3456
     duration_s: float = 0.001
+    ended_at: float = field(default_factory=time.perf_counter)
     attempts: int = 1
     route: str | None = "shop"
     pool: str | None = "web"
@@ -115,7 +118,11 @@ def make_log(tmp_path: Path, fmt: str = "json") -> tuple[AccessLog, FakeLoop, Pa
 def json_text(at: float = AT, **changes: Any) -> str:
     """The JSON line the log writes for one finished request."""
     finished = Finished(**changes)
-    values = {f.name: getattr(finished, f.name) for f in fields(finished) if f.name != "http10"}
+    values = {
+        f.name: getattr(finished, f.name)
+        for f in fields(finished)
+        if f.name not in ("ended_at", "http10")
+    }
     return json_line(json_record(at, "public", **values))
 
 
@@ -290,6 +297,15 @@ def test_ready_made_records() -> None:
 
 
 # --- buffering --------------------------------------------------------------------------------
+
+
+def test_a_line_bears_the_wall_clock_time_its_request_ended(tmp_path: Path) -> None:
+    log, _, path = make_log(tmp_path)
+    now = time.time()
+    log_one(log, ended_at=time.perf_counter() - 2.0)  # ended two seconds ago
+    log.close()
+    stamp = datetime.fromisoformat(json.loads(path.read_text())["time"]).timestamp()
+    assert now - 2.5 < stamp < now - 1.5
 
 
 def test_lines_are_written_in_batches_by_one_timer(tmp_path: Path) -> None:

@@ -111,12 +111,12 @@ def test_every_family_is_there_with_its_type() -> None:
 def test_requests_by_status_class_and_bytes() -> None:
     server = small_server()
     series = server.controller.stats.request_series("public", "site", "web", WEB[0])
-    series.classes[2] += 41
-    series.classes[5] += 1
+    series.status_2xx += 41
+    series.status_5xx += 1
     series.bytes_in += 100
     series.bytes_out += 9000
     unrouted = server.controller.stats.request_series("public", "", "", "")
-    unrouted.classes[4] += 3
+    unrouted.status_4xx += 3
     families = scrape(server)
     labels = {"listener": "public", "route": "site", "pool": "web", "backend": WEB[0]}
     requests = samples(families, "evenflow_requests", "evenflow_requests_total")

@@ -139,7 +139,7 @@ def serve(
 ) -> None:
     """`count` more 2xx requests of `seconds` each to `backend` of `pool` via `route`."""
     series = registry.request_series("web", route, pool, backend)
-    series.classes[2] += count
+    series.status_2xx += count
     for _ in range(count):
         series.duration.observe(seconds)
 
@@ -240,10 +240,20 @@ def test_series_are_found_again_by_name() -> None:
     # a reload rebuilds routes; their series must be the same objects, counters intact
     registry = Registry()
     first = registry.request_series("web", "r", "web", "b1")
-    first.classes[2] += 1
+    first.status_2xx += 1
     assert registry.request_series("web", "r", "web", "b1") is first
     assert registry.request_series("web", "r", "web", "b1").classes[2] == 1
     assert registry.backend_series("web", "b1") is registry.backend_series("web", "b1")
+
+
+@pytest.mark.parametrize(
+    ("status", "index"),
+    [(0, 0), (99, 0), (101, 1), (200, 2), (299, 2), (304, 3), (404, 4), (503, 5), (600, 0)],
+)
+def test_a_request_is_counted_in_its_status_class(status: int, index: int) -> None:
+    series = Registry().request_series("web", "r", "web", "b1")
+    series.count_status(status)
+    assert series.classes == [1 if i == index else 0 for i in range(6)]
 
 
 @given(st.floats(min_value=0.0, max_value=1e6, allow_nan=False))
