@@ -82,8 +82,12 @@ _MIN_UPDATE_BYTES: Final = 1024  # the smallest connection WINDOW_UPDATE once th
 
 def frame(kind: int, flags: int, stream_id: int, payload: bytes | memoryview = b"") -> bytes:
     """One frame's bytes (§4.1)."""
-    size = len(payload)
-    return _FRAME_HEADER.pack(size >> 8, size & 0xFF, kind, flags, stream_id) + payload
+    return frame_header(kind, flags, stream_id, len(payload)) + payload
+
+
+def frame_header(kind: int, flags: int, stream_id: int, size: int) -> bytes:
+    """The 9 bytes before a frame's payload of `size` bytes (§4.1)."""
+    return _FRAME_HEADER.pack(size >> 8, size & 0xFF, kind, flags, stream_id)
 
 
 class _Stream:
@@ -197,11 +201,7 @@ class H2Engine:
         stream.send_window -= size
         # the header and the payload apart: data_to_send joins them, one copy instead of two
         out = self._out
-        out.append(
-            _FRAME_HEADER.pack(
-                size >> 8, size & 0xFF, DATA, END_STREAM if end_stream else 0, stream_id
-            )
-        )
+        out.append(frame_header(DATA, END_STREAM if end_stream else 0, stream_id, size))
         if size:
             out.append(data)
         if end_stream:
