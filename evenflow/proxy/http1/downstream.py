@@ -226,6 +226,30 @@ _ORDINARY_FIELDS: Final = frozenset(
         b"user-agent",
     )
 )
+
+
+def _spellings(name: bytes) -> tuple[bytes, ...]:
+    """How clients commonly write a lowercase field name: as is, Capitalized-Per-Word, and
+    with the short words some write all in capitals (DNT, TE, CH, ID)."""
+    words = name.split(b"-")
+    capitalized = b"-".join([word.capitalize() for word in words])
+    shouted = b"-".join(
+        [
+            word.upper() if word in (b"dnt", b"te", b"ch", b"id") else word.capitalize()
+            for word in words
+        ]
+    )
+    return (name, capitalized, shouted)
+
+
+# The lowercase name (the very object in the sets above) of each field on_header knows, by its
+# usual spellings: one dictionary lookup, where lower() is a method call that makes a new
+# object, whose hash the set lookups after it must then compute. Other spellings are lowered.
+_LOWERCASE: Final = {
+    spelling: name
+    for name in (b"host", *_ORDINARY_FIELDS, *_REQUEST_SPECIAL)
+    for spelling in _spellings(name)
+}
 # what on_header noticed about the request being parsed
 _REBUILD: Final = 1  # a hop-by-hop or forwarding header: the head is rebuilt, not forwarded as sent
 _CHUNKED: Final = 2
@@ -391,7 +415,8 @@ class DownstreamConnection(asyncio.Protocol):
         "_in_message",
         "_in_head",
         "_head_bytes",
-        "_raw_parts",
+        "_raw_first",
+        "_raw_more",
         "_url",
         "_headers",
         "_host",
@@ -449,7 +474,9 @@ class DownstreamConnection(asyncio.Protocol):
         self._in_message = False
         self._in_head = False
         self._head_bytes = 0
-        self._raw_parts: list[bytes] | None = None
+        # the head as received, when it can be forwarded as sent: its first read, and any more
+        self._raw_first: bytes | None = None
+        self._raw_more: list[bytes] | None = None
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
         self._host: bytes | None = None
@@ -620,8 +647,11 @@ class DownstreamConnection(asyncio.Protocol):
             self._boundary = True
         elif self._in_head:
             self._head_bytes += len(data)
-            if self._raw_parts is not None:
-                self._raw_parts.append(data)
+            if self._raw_first is not None:
+                if self._raw_more is None:
+                    self._raw_more = [data]
+                else:
+                    self._raw_more.append(data)
         self._data = data
         try:
             self.parser.feed_data(data)
@@ -647,7 +677,8 @@ class DownstreamConnection(asyncio.Protocol):
         self._in_head = True
         data = self._data
         # the head can be forwarded as sent only if it starts this read (not mid-buffer)
-        self._raw_parts = [data] if self._boundary and data[0] not in (13, 10) else None
+        self._raw_first = data if self._boundary and data[0] not in (13, 10) else None
+        self._raw_more = None
         self._boundary = False
         self._head_bytes = len(data)
         self._url = b""
@@ -668,7 +699,8 @@ class DownstreamConnection(asyncio.Protocol):
         self._url = self._url + url if self._url else url
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        lname = b"host" if name == b"Host" else name.lower()  # as most clients spell it: no copy
+        # Host as most clients spell it: a compare, not even a lookup
+        lname = b"host" if name == b"Host" else (_LOWERCASE.get(name) or name.lower())
         if self._trailers is not None:
             self._trailers.append((lname, value))
             return
@@ -713,17 +745,19 @@ class DownstreamConnection(asyncio.Protocol):
         special = self._special
         url = self._url
         host_raw = self._host
-        raw_parts = self._raw_parts
+        buf = self._raw_first
         raw_head: bytes | None = None
         http10 = False
-        if raw_parts is not None:
-            buf = raw_parts[0] if len(raw_parts) == 1 else b"".join(raw_parts)
+        if buf is not None:
+            if self._raw_more is not None:
+                buf = b"".join([buf, *self._raw_more])
+                self._raw_more = None
             # the request line starts `buf`: GET, most requests' method, is read from it
             method_raw = b"GET" if buf.startswith(b"GET ") else parser.get_method()
             head_end = buf.find(b"\r\n\r\n") + 4
             # most reads hold one request and nothing after it: its head, with no copy
             raw_head = buf if head_end == len(buf) else buf[:head_end]
-            self._raw_parts = None
+            self._raw_first = None
             # llhttp read the method and the target from the request line: what follows them
             # must be the version, exactly
             version_at = len(method_raw) + 1 + len(url)

@@ -363,14 +363,12 @@ class Exchange:
         else:
             head = self._rebuilt_request_head()
         held = self.held
+        conn.send(self, head, held, self.req.method == "HEAD")
         if held:
-            conn.send(self, [head, *held], self.req.method == "HEAD")
             if self.held_bytes > REPLAY_LIMIT_BYTES:
                 self.replayable = False
                 self.held = None
             down.resume_reading_for_body()
-        else:
-            conn.send(self, [head], self.req.method == "HEAD")
 
     def _retry_or_fail(self, error: ProxyError, sent: bool) -> None:
         backend = self.backend

@@ -329,9 +329,13 @@ class UpstreamConnection(asyncio.Protocol):
 
     # -- driven by the exchange --------------------------------------------------------------
 
-    def send(self, exchange: Exchange, pieces: list[bytes], is_head: bool) -> None:
-        """Start `exchange` on this connection by writing its head (and any body held so far)."""
-        assert self.transport is not None
+    def send(
+        self, exchange: Exchange, head: bytes, held: list[bytes] | None, is_head: bool
+    ) -> None:
+        """Start `exchange` on this connection by writing its head (and `held`, any body held
+        so far): one write call either way, and no list made for a head alone."""
+        transport = self.transport
+        assert transport is not None
         self.exchange = exchange
         self._is_head = is_head
         self._in_head = True
@@ -339,7 +343,10 @@ class UpstreamConnection(asyncio.Protocol):
         self._uses += 1
         if self._trailers:
             self._trailers = []  # (most responses have none: their empty list serves again)
-        self.transport.writelines(pieces)
+        if held:
+            transport.writelines([head, *held])
+        else:
+            transport.write(head)
 
     def write(self, pieces: list[bytes]) -> None:
         if self.transport is not None:
@@ -368,7 +375,8 @@ class UpstreamConnection(asyncio.Protocol):
             reusable
             and not self._closed
             and transport is not None
-            and not transport.is_closing()
+            # (not transport.is_closing(), a method call: a connection that is closing after
+            # all is parked and found out by is_usable, as one the backend closes while idle)
             and backend.admin is Admin.ENABLED  # draining or disabled: close after this one
             and len(backend.idle) < self.max_idle
         ):
