@@ -36,28 +36,50 @@ def special_fields(raw: bytes) -> list[tuple[bytes, bytes]]:
 
 def analyze(raw: bytes) -> tuple[int, int]:
     """(flags, content length or -1) of a response head, status line to blank line."""
-    lines = raw.split(b"\r\n")
+    size, flags, length = read_head(raw.split(b"\r\n"))
+    if flags < 0:
+        return analyze_fields(raw)
+    return flags, length
+
+
+def read_head(lines: list[bytes]) -> tuple[int, int, int]:
+    """(size, flags, length) of the head that `lines` begin (bytes split at each CRLF): its
+    size with its blank line, and analyze()'s flags and length when it is the common head,
+    else flags -1 (special_fields() then decides). Size -1 when its blank line is not among
+    `lines` (the last of which, maybe cut short, does not count): the head is not all there."""
+    # what bytes.find(b"\r\n\r\n") + 4 gives: the first empty line after the first ends it
+    size = len(lines[0]) + 2
     flags = 0
     length = -1
     # the common head: at most a Content-Length and "Connection: keep-alive", once each, and no
     # line that may be another special field; at any doubt the general reading decides
-    for i in range(1, len(lines) - 2):  # between the status line and the blank line
+    for i in range(1, len(lines) - 1):
         line = lines[i]
+        width = len(line)  # (compiled, `not line` would be a generic truth test)
+        if width == 0:
+            return size + 2, flags, length
+        size += width + 2
+        if flags < 0:
+            continue  # in doubt already: only the size is still wanted
         initial = line[0] | 0x20  # lowercase, for a letter (and only a letter becomes one)
         if initial == 0x63:  # c
             if _has_name(line, b"Content-Length:", b"content-length:"):
                 length = _digits(line, 15)
-                if flags & HAS_LENGTH or length < 0:
-                    return _analyze_found(special_fields(raw))
-                flags |= HAS_LENGTH
+                flags = -1 if flags & HAS_LENGTH or length < 0 else flags | HAS_LENGTH
             elif _has_name(line, b"Connection:", b"connection:"):
                 if flags & KEEP_ALIVE_ONLY or line[11:] != b" keep-alive":
-                    return _analyze_found(special_fields(raw))
-                flags |= KEEP_ALIVE_ONLY
+                    flags = -1
+                else:
+                    flags |= KEEP_ALIVE_ONLY
         elif initial == 0x74 or initial == 0x6B or initial == 0x70 or initial == 0x75:
             # t, k, p, u: maybe Transfer-Encoding, TE, Trailer, Keep-Alive, Proxy-*, Upgrade
-            return _analyze_found(special_fields(raw))
-    return flags, length
+            flags = -1
+    return -1, -1, -1
+
+
+def analyze_fields(raw: bytes) -> tuple[int, int]:
+    """analyze() of a head read_head() found is not the common one."""
+    return _analyze_found(special_fields(raw))
 
 
 def status_code(raw: bytes) -> int:

@@ -32,7 +32,9 @@ from evenflow.proxy.http1.response_head import (
     CHUNKED,
     HAS_LENGTH,
     analyze,
+    analyze_fields,
     keeps_connection,
+    read_head,
     status_code,
 )
 from evenflow.proxy.watchdog import Watchdog, periods
@@ -44,6 +46,13 @@ log = logging.getLogger(__name__)
 
 # _body_from when a passthrough body continues in the next read
 _BODY_NEXT_READ: Final = -2
+# on_headers_complete: response heads are read from a window this much larger than the
+# previous head (on a connection, heads differ by a few bytes: a date, a length, a cookie);
+# a first one from the first _HEAD_GUESS_FIRST bytes; after a head over _HEAD_GUESS_MAX, the
+# next one is searched for (splitting that many bytes of a body would cost more)
+_HEAD_GUESS_MARGIN: Final = 64
+_HEAD_GUESS_FIRST: Final = 512
+_HEAD_GUESS_MAX: Final = 4096
 
 
 class _HeadResponseEnd(Exception):
@@ -87,6 +96,7 @@ class UpstreamConnection(asyncio.Protocol):
         "_data",
         "_pending",
         "_head_from",
+        "_head_guess",
         "_in_head",
         "_flags",
         "_head_out",
@@ -130,6 +140,7 @@ class UpstreamConnection(asyncio.Protocol):
         self._data = b""  # the read being parsed
         self._pending = b""  # bytes since the current response head began, until it is complete
         self._head_from = 0  # where in _pending the head begins (after any interim response)
+        self._head_guess = _HEAD_GUESS_FIRST  # bytes that likely hold the next response head
         self._in_head = False
         self._flags = 0
         self._head_out: bytes | None = None  # passthrough: the head, until it leaves with body
@@ -254,7 +265,18 @@ class UpstreamConnection(asyncio.Protocol):
             return
         pending = self._pending
         head_from = self._head_from
-        end = pending.find(b"\r\n\r\n", head_from) + 4
+        end = flags = length = -1
+        guess = self._head_guess
+        if head_from == 0 and guess:
+            # the head is read from its lines, and its end found by the same reading, where
+            # a search for the blank line would scan it once more: the lines are those of
+            # about as many bytes as the previous head on this connection (a window: the body
+            # after it is not split), and a head longer than that is searched for
+            window = pending if len(pending) <= guess else pending[:guess]
+            end, flags, length = read_head(window.split(b"\r\n"))
+        if end < 0:
+            end = pending.find(b"\r\n\r\n", head_from) + 4
+            flags = -2  # not read yet
         raw = pending[head_from:end]
         parser = self.parser
         status = status_code(raw)  # not a generic method call into httptools
@@ -271,7 +293,12 @@ class UpstreamConnection(asyncio.Protocol):
         self._in_head = False
         self._pending = b""
         self._head_from = 0
-        flags, length = analyze(raw)
+        size = end - head_from
+        self._head_guess = size + _HEAD_GUESS_MARGIN if size <= _HEAD_GUESS_MAX else 0
+        if flags == -2:
+            flags, length = analyze(raw)
+        elif flags < 0:
+            flags, length = analyze_fields(raw)
         if not keeps_connection(raw, flags) and not parser.should_keep_alive():
             flags |= BACKEND_CLOSES
         self._flags = flags

@@ -9,10 +9,12 @@ import pytest
 from proxy_support import (
     StartBackends,
     StartProxy,
+    StartRawServer,
     Timer,
     build_request,
     config,
     raw_client,
+    read_request,
 )
 
 pytestmark = pytest.mark.timeout(30)
@@ -176,3 +178,45 @@ async def test_idle_backend_connection_is_closed_after_the_pool_idle_timeout(
         # the client connection is unaffected: the next request opens a new backend connection
         assert (await client.get("/two")).status == 200
     assert a.accepted == 2
+
+
+async def test_response_heads_of_any_size_on_one_backend_connection_arrive_whole(
+    raw_server: StartRawServer, proxy: StartProxy
+) -> None:
+    # evenflow reads a response head from a window about the previous head's size: heads that
+    # grow past it, outgrow any window, shrink again, or follow an interim response on the same
+    # connection, with bodies that look like heads, must each arrive as sent
+    answers = [
+        (b"", b"body\r\n\r\nHTTP/1.1 200 OK\r\n\r\n"),
+        (b"X-Grown: " + b"g" * 300 + b"\r\n", b"second"),
+        (b"X-Huge: " + b"h" * 6000 + b"\r\n", b"\r\n\r\n"),
+        (b"", b"small again"),
+        (b"Connection: keep-alive\r\n", b"x" * 3000),
+        (b"TE: trailers\r\nX-After: 1\r\n", b"hop-by-hop"),
+    ]
+
+    async def backend(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        for n, (fields, body) in enumerate(answers):
+            await read_request(reader)
+            interim = b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n" if n == 3 else b""
+            writer.write(
+                interim
+                + b"HTTP/1.1 200 OK\r\nX-N: %d\r\n%sContent-Length: %d\r\n\r\n%s"
+                % (n, fields, len(body), body)
+            )
+            await writer.drain()
+
+    srv = await raw_server(backend)
+    p = await proxy(config({"p": {"backends": [srv.address]}}, pool="p"))
+    async with raw_client(p) as client:
+        for n, (fields, body) in enumerate(answers):
+            resp = await client.get(f"/{n}")
+            assert resp.status == 200, resp.head
+            assert resp.headers["x-n"] == str(n)
+            assert resp.body == body
+            if fields.startswith(b"X-"):
+                name, _, value = fields.partition(b": ")
+                assert resp.headers[name.decode().lower()] == value[:-2].decode()
+            assert "te" not in resp.headers
+        assert resp.headers["x-after"] == "1"
+    assert srv.accepted == 1

@@ -21,7 +21,9 @@ from evenflow.proxy.http1.response_head import (
     _analyze_fields,
     _digits,
     analyze,
+    analyze_fields,
     keeps_connection,
+    read_head,
     special_fields,
     status_code,
 )
@@ -256,3 +258,56 @@ def test_status_and_kept_connection_agree_with_llhttp(
     assert status_code(raw) == (-1 if raw.startswith(b"\r\n") else llhttp_status)
     if keeps_connection(raw, analyze(raw)[0]):
         assert llhttp_keeps
+
+
+# -- read_head: the head's end and analysis from the lines of a window of the read -------------
+
+
+def read_in_window(data: bytes, window: int) -> tuple[int, int, int]:
+    """What UpstreamConnection.on_headers_complete takes from the first `window` bytes."""
+    size, flags, length = read_head(data[:window].split(b"\r\n"))
+    if size >= 0 and flags < 0:
+        flags, length = analyze_fields(data[:size])
+    return size, flags, length
+
+
+def test_a_head_is_read_from_a_window_that_holds_it_or_not_at_all() -> None:
+    data = NGINX + b"x" * 1024
+    assert read_in_window(data, len(data)) == (len(NGINX), HAS_LENGTH | KEEP_ALIVE_ONLY, 1024)
+    assert read_in_window(data, len(NGINX)) == (len(NGINX), HAS_LENGTH | KEEP_ALIVE_ONLY, 1024)
+    assert read_in_window(data, len(NGINX) - 1)[0] == -1  # the blank line's LF is outside
+    assert read_in_window(data, 10)[0] == -1
+    chunked = head("Transfer-Encoding: chunked")  # not the common head: the general reading
+    data = chunked + b"5\r\nhello\r\n0\r\n\r\n"
+    assert read_in_window(data, 512) == (len(chunked), CHUNKED, -1)
+
+
+BODIES = st.lists(st.sampled_from([b"x", b"\r\n", b"\r", b"\n", b"HTTP/1.1 200 OK", b""])).map(
+    b"".join
+)
+
+
+@given(
+    st.lists(
+        st.tuples(NAMES, CASES, VALUES, LENGTHS, st.sampled_from(["", " ", "\t", "  "])),
+        max_size=8,
+    ),
+    BODIES,
+    st.integers(min_value=0, max_value=600),
+)
+def test_a_head_read_from_a_window_is_the_one_searched_for_and_analyzed(
+    fields: list[tuple[str, Callable[[str], str], str, str, str]], body: bytes, window: int
+) -> None:
+    raw = head(
+        *(
+            f"{case(name)}:{space}{length if name == 'Content-Length' else value}"
+            for name, case, value, length, space in fields
+        )
+    )
+    data = raw + body
+    size, flags, length = read_in_window(data, window)
+    if size < 0:
+        assert window < len(raw)  # (then the head is searched for, and analyze() reads it)
+        return
+    assert size == data.find(b"\r\n\r\n") + 4 == len(raw)
+    assert (flags, length) == analyze(raw)
