@@ -97,6 +97,10 @@ class UpstreamConnection(asyncio.Protocol):
         "_pending",
         "_head_from",
         "_head_guess",
+        "_last_head",
+        "_last_status",
+        "_last_flags",
+        "_last_length",
         "_in_head",
         "_flags",
         "_head_out",
@@ -141,6 +145,13 @@ class UpstreamConnection(asyncio.Protocol):
         self._pending = b""  # bytes since the current response head began, until it is complete
         self._head_from = 0  # where in _pending the head begins (after any interim response)
         self._head_guess = _HEAD_GUESS_FIRST  # bytes that likely hold the next response head
+        # The previous final response head of a GET-like exchange on this connection, exactly
+        # as received, with what was read from it: a backend tends to repeat its heads byte for
+        # byte (until its Date moves on), and the same bytes mean the same status and framing.
+        self._last_head = b""
+        self._last_status = 0
+        self._last_flags = 0
+        self._last_length = -1
         self._in_head = False
         self._flags = 0
         self._head_out: bytes | None = None  # passthrough: the head, until it leaves with body
@@ -265,6 +276,12 @@ class UpstreamConnection(asyncio.Protocol):
             return
         pending = self._pending
         head_from = self._head_from
+        last = self._last_head
+        if head_from == 0 and last and not self._is_head and pending.startswith(last):
+            # the previous head again: it ends where that one did (a head holds its blank line
+            # only at its end), and status, framing and keep-alive are what they were
+            self._final_head(pending, last, self._last_status, self._last_flags, self._last_length)
+            return
         end = flags = length = -1
         guess = self._head_guess
         if head_from == 0 and guess:
@@ -290,9 +307,6 @@ class UpstreamConnection(asyncio.Protocol):
             self._head_from = end
             exchange.on_interim_response(raw)
             return
-        self._in_head = False
-        self._pending = b""
-        self._head_from = 0
         size = end - head_from
         self._head_guess = size + _HEAD_GUESS_MARGIN if size <= _HEAD_GUESS_MAX else 0
         if flags == -2:
@@ -301,6 +315,25 @@ class UpstreamConnection(asyncio.Protocol):
             flags, length = analyze_fields(raw)
         if not keeps_connection(raw, flags) and not parser.should_keep_alive():
             flags |= BACKEND_CLOSES
+        if head_from == 0 and not self._is_head and size <= _HEAD_GUESS_MAX:
+            # (a HEAD's response head is framed apart: llhttp's keep-alive differs for it)
+            self._last_head = raw
+            self._last_status = status
+            self._last_flags = flags
+            self._last_length = length
+        self._final_head(pending, raw, status, flags, length)
+
+    def _final_head(self, pending: bytes, raw: bytes, status: int, flags: int, length: int) -> None:
+        """Forward the final response head `raw` (which begins `pending`, or ends an interim
+        response in it), read as `status`, `flags` and Content-Length `length`."""
+        exchange = self.exchange
+        assert exchange is not None
+        head_from = self._head_from
+        end = head_from + len(raw)
+        parser = self.parser
+        self._in_head = False
+        self._pending = b""
+        self._head_from = 0
         self._flags = flags
         head = exchange.on_response_head(status, raw, flags)
         if self._is_head:

@@ -220,3 +220,40 @@ async def test_response_heads_of_any_size_on_one_backend_connection_arrive_whole
             assert "te" not in resp.headers
         assert resp.headers["x-after"] == "1"
     assert srv.accepted == 1
+
+
+async def test_a_repeated_response_head_is_read_as_the_first_one_was(
+    raw_server: StartRawServer, proxy: StartProxy
+) -> None:
+    # a backend connection remembers its previous response head and what it meant; the same
+    # bytes again must frame the same way, and a HEAD's identical head must carry no body
+    head = b"HTTP/1.1 200 OK\r\nX-Same: 1\r\nContent-Length: 5\r\n\r\n"
+    answers = [
+        head + b"first",
+        head + b"again",
+        head,  # to a HEAD: the same head, and no body follows
+        head + b"after",
+        b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n" + head + b"hints",
+        head[:-2] + b"X-Longer: 1\r\n\r\n" + b"other",
+        head + b"back!",
+    ]
+    methods = ["GET", "GET", "HEAD", "GET", "GET", "GET", "GET"]
+
+    async def backend(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        for answer in answers:
+            await read_request(reader)
+            writer.write(answer)
+            await writer.drain()
+
+    srv = await raw_server(backend)
+    p = await proxy(config({"p": {"backends": [srv.address]}}, pool="p"))
+    async with raw_client(p) as client:
+        for n, (method, answer) in enumerate(zip(methods, answers, strict=True)):
+            resp = await client.request(method, f"/{n}")
+            assert resp.status == 200, resp.head
+            assert resp.headers["x-same"] == "1"
+            assert resp.headers["content-length"] == "5"
+            assert resp.body == (b"" if method == "HEAD" else answer[-5:])
+            assert ("x-longer" in resp.headers) == (n == 5)
+        assert await client.nothing_more() == b"", "bytes after the last response"
+    assert srv.accepted == 1
