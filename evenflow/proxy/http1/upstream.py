@@ -101,6 +101,7 @@ class UpstreamConnection(asyncio.Protocol):
         "_last_status",
         "_last_flags",
         "_last_length",
+        "_last_whole",
         "_in_head",
         "_flags",
         "_head_out",
@@ -152,6 +153,9 @@ class UpstreamConnection(asyncio.Protocol):
         self._last_status = 0
         self._last_flags = 0
         self._last_length = -1
+        # the size of a whole response (head and body) that may bypass llhttp when it begins
+        # with _last_head; -1 when that head's response cannot (see _may_bypass_parser)
+        self._last_whole = -1
         self._in_head = False
         self._flags = 0
         self._head_out: bytes | None = None  # passthrough: the head, until it leaves with body
@@ -220,6 +224,16 @@ class UpstreamConnection(asyncio.Protocol):
             return
         self._received += len(data)
         self._data = data
+        if (
+            self._in_head
+            and len(data) == self._last_whole
+            and not self._pending
+            and not self._is_head
+            and self.parser is self._fast_parser
+            and data.startswith(self._last_head)
+        ):
+            self._whole_known_response(data)
+            return
         if self._in_head:
             self._pending = self._pending + data if self._pending else data
         elif self._body_from == _BODY_NEXT_READ:
@@ -321,6 +335,7 @@ class UpstreamConnection(asyncio.Protocol):
             self._last_status = status
             self._last_flags = flags
             self._last_length = length
+            self._last_whole = len(raw) + length if _may_bypass_parser(status, flags) else -1
         self._final_head(pending, raw, status, flags, length)
 
     def _final_head(self, pending: bytes, raw: bytes, status: int, flags: int, length: int) -> None:
@@ -352,6 +367,18 @@ class UpstreamConnection(asyncio.Protocol):
                 self._switching = True  # llhttp stops after this head (HttpParserUpgrade)
             elif exchange.body_mode != BODY_NONE and parser is self._fast_parser:
                 raise _NeedBodyEvents(pending[head_from:])
+
+    def _whole_known_response(self, data: bytes) -> None:
+        """`data` is one whole response: the previous head again (which llhttp accepted), then
+        exactly the body its Content-Length frames. Forwarded as llhttp would have let it
+        through, without llhttp, which stays at the message boundary it is at."""
+        try:
+            self._final_head(
+                data, self._last_head, self._last_status, self._last_flags, self._last_length
+            )
+            self.on_message_complete()
+        except ProxyError as exc:
+            self._fail(exc)
 
     # body_event and trailer_event are not named on_*: the fast parser must not call them
     def body_event(self, body: bytes) -> None:
@@ -529,6 +556,19 @@ class UpstreamConnection(asyncio.Protocol):
             self._fail(UpstreamTimeout(f"no response from {self.backend.address} in time"))
             return False
         return True
+
+
+def _may_bypass_parser(status: int, flags: int) -> bool:
+    """Whether a response with this head is framed by its Content-Length alone, so that a read
+    of exactly its head and that many bytes is the whole of it, and the connection stays open
+    after it: not interim, 101, 204 or 304 (no body whatever the length says), not chunked."""
+    return (
+        status >= 200
+        and status != 204
+        and status != 304
+        and flags & HAS_LENGTH != 0
+        and not flags & (CHUNKED | BACKEND_CLOSES)
+    )
 
 
 def _lost_detail(exc: Exception | None) -> str:

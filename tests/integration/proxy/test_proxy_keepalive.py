@@ -257,3 +257,38 @@ async def test_a_repeated_response_head_is_read_as_the_first_one_was(
             assert ("x-longer" in resp.headers) == (n == 5)
         assert await client.nothing_more() == b"", "bytes after the last response"
     assert srv.accepted == 1
+
+
+async def test_a_repeated_empty_response_to_a_head_request_is_still_a_head_response(
+    raw_server: StartRawServer, proxy: StartProxy
+) -> None:
+    # a whole response the size of the previous one and beginning with its head skips llhttp;
+    # with Content-Length: 0 a HEAD's response is exactly that, and must still end as one
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+    methods = ["GET", "GET", "HEAD", "GET", "HEAD", "HEAD", "GET"]
+    split = b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\n"
+
+    async def backend(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        for _ in methods:
+            await read_request(reader)
+            writer.write(head)
+            await writer.drain()
+        for _ in range(3):  # then a head whose body comes in a later read, three times
+            await read_request(reader)
+            writer.write(split)
+            await writer.drain()
+            await asyncio.sleep(0.05)
+            writer.write(b"body")
+            await writer.drain()
+
+    srv = await raw_server(backend)
+    p = await proxy(config({"p": {"backends": [srv.address]}}, pool="p"))
+    async with raw_client(p) as client:
+        for n, method in enumerate(methods):
+            resp = await client.request(method, f"/{n}")
+            assert (resp.status, resp.headers["content-length"], resp.body) == (200, "0", b"")
+        for n in range(3):
+            resp = await client.get(f"/split/{n}")
+            assert (resp.status, resp.body) == (200, b"body")
+        assert await client.nothing_more() == b"", "bytes after the last response"
+    assert srv.accepted == 1
