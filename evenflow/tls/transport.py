@@ -17,6 +17,12 @@ The connection's states, and what moves it on:
 In HANDSHAKING no application exists yet; in OPEN plaintext flows both ways; in CLOSING the
 application may no longer write or read (our close_notify, if any, is out) and we wait for the
 TCP transport to report the connection lost; CLOSED is final.
+
+A close_notify or a FIN from the client is the application's eof_received, after all the data
+before it: as on a TCP transport, the connection then closes unless the application answers
+True (it may still write, and closes when it is done). This layer keeps no output of its own:
+each write is encrypted and handed to the TCP transport at once, so that transport's buffer
+and flow control are the connection's.
 """
 
 from __future__ import annotations
@@ -35,7 +41,7 @@ OPEN: Final = 1
 CLOSING: Final = 2
 CLOSED: Final = 3
 
-# The most plaintext one TLS record carries (RFC 8446 §5.1): one read takes a whole record.
+# The most plaintext one TLS record carries (RFC 8446 §5.1): the largest read worth asking for.
 _RECORD_BYTES: Final = 16384
 
 # The extra info this layer answers itself; anything else is the TCP transport's.
@@ -59,7 +65,8 @@ class TlsServerProtocol(asyncio.Protocol):
         "_tcp",
         "_incoming",
         "_outgoing",
-        "_sslobj",
+        "_ssl_object",
+        "_openssl",
         "_timer",
         "_app",
         "_app_paused",
@@ -84,9 +91,13 @@ class TlsServerProtocol(asyncio.Protocol):
         self._tcp: asyncio.Transport | None = None
         self._incoming = ssl.MemoryBIO()  # ciphertext from the client, not yet read by OpenSSL
         self._outgoing = ssl.MemoryBIO()  # ciphertext OpenSSL made, not yet written to TCP
-        self._sslobj: ssl.SSLObject = context.wrap_bio(
+        # the SSLObject is what the SNI callback and the application see; the hot path calls
+        # the C object behind it, whose methods its own merely call (a Python frame, ~700
+        # instructions, saved on every read and write)
+        ssl_object = self._ssl_object = context.wrap_bio(
             self._incoming, self._outgoing, server_side=True
         )
+        self._openssl: Any = getattr(ssl_object, "_sslobj", ssl_object)
         self._timer: asyncio.TimerHandle | None = None
         self._app: asyncio.Protocol | None = None  # made when the handshake is done
         self._app_paused = False  # the application paused reading
@@ -111,7 +122,7 @@ class TlsServerProtocol(asyncio.Protocol):
                 return  # after close_notify nothing the client sends is data
             self._incoming.write(data)
             if not self._app_paused:
-                self._read_plaintext()
+                self._read_plaintext(len(data))
             # (paused: the ciphertext waits in the BIO, in order, until resume_reading)
         elif state == HANDSHAKING:
             self._incoming.write(data)
@@ -158,7 +169,7 @@ class TlsServerProtocol(asyncio.Protocol):
 
     def _continue_handshake(self) -> None:
         try:
-            self._sslobj.do_handshake()
+            self._openssl.do_handshake()
         except ssl.SSLWantReadError:
             self._flush()  # our part of the exchange; then we wait for the client's next flight
             return
@@ -175,7 +186,7 @@ class TlsServerProtocol(asyncio.Protocol):
         if self._write_paused and self._app is not None:
             self._app.pause_writing()  # the handshake filled the TCP buffer (a very slow reader)
         if self._state == OPEN and not self._app_paused and self._incoming.pending:
-            self._read_plaintext()  # the client's first request came with its Finished
+            self._read_plaintext(self._incoming.pending)  # the request sent with the Finished
 
     def _on_handshake_timeout(self) -> None:
         self._timer = None
@@ -192,17 +203,23 @@ class TlsServerProtocol(asyncio.Protocol):
 
     # -- reading -----------------------------------------------------------------------------
 
-    def _read_plaintext(self) -> None:
+    def _read_plaintext(self, size: int) -> None:
         """Decrypt what the incoming BIO holds and hand it to the application in one call;
-        then the end of input, if the client sent close_notify."""
-        sslobj = self._sslobj
+        then the end of input, if the client sent close_notify. `size`: about how much
+        ciphertext the BIO holds (what just came), the first read's buffer."""
+        openssl = self._openssl
         incoming = self._incoming
         first = b""
         rest: list[bytes] | None = None
         closed_by_peer = False
+        # One read returns at most one record's plaintext, which is shorter than the record:
+        # asking for as much as the BIO holds is enough for a whole record and allocates no
+        # more than that. Then stop as soon as nothing is left: asking once more would only
+        # raise SSLWantReadError to say so, which costs more than a read.
+        size = min(size, _RECORD_BYTES) or _RECORD_BYTES
         try:
             while True:
-                chunk = sslobj.read(_RECORD_BYTES)
+                chunk: bytes = openssl.read(size)
                 if not chunk:
                     closed_by_peer = True  # close_notify: nothing more will come
                     break
@@ -212,10 +229,15 @@ class TlsServerProtocol(asyncio.Protocol):
                     rest = [first, chunk]
                 else:
                     rest.append(chunk)
-                # All ciphertext taken and no plaintext left: asking once more would only
-                # raise SSLWantReadError to say so, which costs more than the read itself.
-                if not incoming.pending and not sslobj.pending():
-                    break
+                # Shorter than asked for: the record ended, none of it is left in OpenSSL. As
+                # long: the record may be longer (it came in parts), ask what is left of it.
+                held = 0 if len(chunk) < size else openssl.pending()
+                if held:
+                    size = held
+                else:
+                    size = min(incoming.pending, _RECORD_BYTES)
+                    if not size:
+                        break
         except ssl.SSLWantReadError:
             pass  # a record arrived in part: the rest comes with the next data_received
         except ssl.SSLZeroReturnError:
@@ -224,7 +246,9 @@ class TlsServerProtocol(asyncio.Protocol):
             self._fail(exc)
             return
         if self._outgoing.pending:
-            self._flush()  # post-handshake messages (a KeyUpdate's answer)
+            # TLS's own answer to what it read (a KeyUpdate's, the alert that refuses a
+            # renegotiation): now, as the client may wait for it
+            self._flush()
         if first and self._app is not None:
             self._app.data_received(first if rest is None else b"".join(rest))
         if closed_by_peer and self._state == OPEN:
@@ -246,8 +270,8 @@ class TlsServerProtocol(asyncio.Protocol):
         # called soon after resume_reading: what arrived while the application was paused
         if self._state != OPEN or self._app_paused:
             return
-        if self._incoming.pending or self._sslobj.pending():
-            self._read_plaintext()  # (after close_notify this reads nothing more)
+        if self._incoming.pending or self._openssl.pending():
+            self._read_plaintext(self._incoming.pending)  # (none after close_notify)
         if self._peer_done and not self._app_paused:
             self._tell_eof()
 
@@ -257,11 +281,12 @@ class TlsServerProtocol(asyncio.Protocol):
         if self._state != OPEN or not data:
             return  # closing: as a TCP transport after close(), output is dropped
         try:
-            self._sslobj.write(data)
+            self._openssl.write(data)
         except ssl.SSLError as exc:
             self._fail(exc)
             return
-        self._flush()
+        if self._tcp is not None:
+            self._tcp.write(self._outgoing.read())  # (never empty: at least one record)
 
     def _pause_reading(self) -> None:
         if self._app_paused or self._state != OPEN:
@@ -280,7 +305,7 @@ class TlsServerProtocol(asyncio.Protocol):
             self._tcp.resume_reading()
         # Not now: the application may be resuming from inside one of its own callbacks.
         # What waits in the BIOs is read before anything the TCP transport brings after it.
-        if self._incoming.pending or self._sslobj.pending() or self._peer_done:
+        if self._incoming.pending or self._openssl.pending() or self._peer_done:
             self._loop.call_soon(self._resume_delivery)
 
     def _close(self) -> None:
@@ -291,7 +316,7 @@ class TlsServerProtocol(asyncio.Protocol):
         # SSLWantReadError: ours is written, and the client's close_notify is not awaited
         # (RFC 8446 §6.1 lets us close without it); any other error: closing anyway
         with contextlib.suppress(ssl.SSLError):
-            self._sslobj.unwrap()
+            self._ssl_object.unwrap()
         self._flush()
         self._close_tcp()
 
@@ -326,17 +351,17 @@ class TlsServerProtocol(asyncio.Protocol):
             log.debug(message, peer, *args)
 
     def extra_info(self, name: str, default: Any) -> Any:
-        sslobj = self._sslobj
+        ssl_object = self._ssl_object
         if name == "ssl_object":
-            return sslobj
+            return ssl_object
         if name not in _TLS_EXTRA:
             return default if self._tcp is None else self._tcp.get_extra_info(name, default)
         if name == "peercert":
-            return sslobj.getpeercert()
+            return ssl_object.getpeercert()
         if name == "cipher":
-            return sslobj.cipher()
+            return ssl_object.cipher()
         if name == "compression":
-            return sslobj.compression()
+            return ssl_object.compression()
         return self._context  # "sslcontext": the listener's (SNI may have picked another)
 
 
@@ -357,7 +382,7 @@ class TlsTransport(asyncio.Transport):
         self._tls._write(data)
 
     def writelines(self, list_of_data: Any) -> None:
-        # one TLS record for all of it: cheaper than a record (and its overhead) per piece
+        # encrypted together: fewer records (each with its own overhead) than piece by piece
         self._tls._write(b"".join(list_of_data))
 
     def can_write_eof(self) -> bool:

@@ -350,6 +350,16 @@ def test_records_cut_anywhere_lose_and_reorder_nothing(link: Link) -> None:
         assert len(link.app.events) - 1 <= 2, cut  # at most one call per read
 
 
+def test_a_full_record_cut_in_two_then_more_records(link: Link) -> None:
+    # the second read holds less ciphertext than the plaintext OpenSSL has buffered
+    link.handshake()
+    record = bytes(range(256)) * 64  # 16 KiB: one whole record
+    ciphertext = link.send(record, b"next")
+    link.to_server(ciphertext[:100])
+    link.to_server(ciphertext[100:])
+    assert link.app.events[1:] == [("data", record + b"next")]
+
+
 def test_many_records_in_one_read_reach_the_app_in_one_call(link: Link) -> None:
     link.handshake()
     big = bytes(range(256)) * 200  # 51200 bytes: four records of at most 16 KiB
