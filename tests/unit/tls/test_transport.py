@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 import trustme
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from evenflow.config.tls import ListenerTls
 from evenflow.tls.server import TlsListener
@@ -116,6 +118,7 @@ class App(asyncio.Protocol):
             self.on_made(self)
 
     def data_received(self, data: bytes) -> None:
+        assert self.transport.is_reading(), "data while paused"
         self.events.append(("data", data))
         if self.on_data is not None:
             self.on_data(self, data)
@@ -358,6 +361,34 @@ def test_a_full_record_cut_in_two_then_more_records(link: Link) -> None:
     link.to_server(ciphertext[:100])
     link.to_server(ciphertext[100:])
     assert link.app.events[1:] == [("data", record + b"next")]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    records=st.lists(st.integers(min_value=1, max_value=40000), min_size=1, max_size=5),
+    cuts=st.lists(st.floats(min_value=0, max_value=1), max_size=8),
+    pauses=st.lists(st.booleans(), min_size=1, max_size=10),
+)
+def test_whatever_the_cuts_and_pauses_the_app_gets_every_byte_once_in_order(
+    pki: Pki, records: list[int], cuts: list[float], pauses: list[bool]
+) -> None:
+    link = Link(pki.server_context(), pki.client_context())
+    link.handshake()
+    app = link.app
+    turns = iter(pauses * 20)
+    app.on_data = lambda app, data: app.transport.pause_reading() if next(turns, False) else None
+    payloads = [bytes([n % 251]) * n for n in records]
+    ciphertext = link.send(*payloads)  # (one of over 16 KiB is several records)
+    edges = sorted({int(cut * len(ciphertext)) for cut in cuts} | {0, len(ciphertext)})
+    for start, end in zip(edges, edges[1:], strict=False):
+        link.to_server(ciphertext[start:end])  # (the fake TCP delivers even while paused)
+        if not app.transport.is_reading() and next(turns, True):
+            app.transport.resume_reading()
+            link.loop.run_soon()
+    while not app.transport.is_reading():
+        app.transport.resume_reading()
+        link.loop.run_soon()
+    assert app.data == b"".join(payloads)
 
 
 def test_many_records_in_one_read_reach_the_app_in_one_call(link: Link) -> None:
