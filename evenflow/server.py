@@ -16,6 +16,7 @@ import gc
 import logging
 import signal
 import socket
+from collections.abc import Callable
 from typing import Any
 
 from evenflow import native
@@ -31,6 +32,7 @@ from evenflow.proxy.udp import UdpListenerContext, UdpListenerProtocol
 from evenflow.runtime.controller import Controller
 from evenflow.tls import server as tls_server
 from evenflow.tls.server import TlsError, TlsListener
+from evenflow.tls.transport import TlsServerProtocol
 
 log = logging.getLogger(__name__)
 
@@ -128,14 +130,11 @@ class Server:
                     ctx.scheme = "https"
                     ctx.client_cert_header = tls.client_cert_header
                 server = await loop.create_server(
-                    lambda: DownstreamConnection(http),
+                    _http_protocol_factory(loop, http, tls, listener.timeouts.header),
                     host,
                     port,
                     backlog=BACKLOG,
                     reuse_address=True,
-                    ssl=tls.context if tls is not None else None,
-                    # the handshake counts against the header timeout (slowloris in TLS)
-                    ssl_handshake_timeout=listener.timeouts.header if tls is not None else None,
                 )
             elif isinstance(listener, TcpListener):
                 tcp = ctx = TcpListenerContext(listener, self.controller, loop, self.access_log)
@@ -284,6 +283,25 @@ class Server:
             backend.idle.clear()
         if self.access_log is not None:
             self.access_log.close()
+
+
+def _http_protocol_factory(
+    loop: asyncio.AbstractEventLoop,
+    http: HttpListenerContext,
+    tls: TlsListener | None,
+    handshake_timeout_s: float,
+) -> Callable[[], asyncio.Protocol]:
+    """What serves each connection an HTTP listener accepts: HTTP/1.1 (which hands h2c and
+    ALPN h2 over to HTTP/2), behind evenflow's own TLS layer when the listener has `tls:`.
+    The handshake counts against the header timeout (slowloris in TLS)."""
+
+    def make_http() -> asyncio.Protocol:
+        return DownstreamConnection(http)
+
+    if tls is None:
+        return make_http
+    context = tls.context
+    return lambda: TlsServerProtocol(loop, context, make_http, handshake_timeout_s)
 
 
 def _stage_tls(current: Listening, listener: HttpListener) -> tls_server.Certificates | None:

@@ -68,6 +68,7 @@ NATIVE_MODULES = [
     "evenflow/observability/access_log.py",
     "evenflow/observability/stats.py",
     "evenflow/observability/tracing.py",
+    "evenflow/tls/transport.py",
 ]
 MODULE_NAMES = [path.removesuffix(".py").replace("/", ".") for path in NATIVE_MODULES]
 GROUP = "evenflow._native"  # the shared library: evenflow/_native__mypyc.<abi>.so

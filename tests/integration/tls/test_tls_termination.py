@@ -4,8 +4,12 @@ follows the server name it asked for, and old protocols and weak suites are refu
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hashlib
 import json
+import shutil
 import ssl
+from typing import Any
 
 import pytest
 from tls_support import (
@@ -191,3 +195,79 @@ async def test_a_silent_client_is_dropped_after_the_header_timeout(
         assert await asyncio.wait_for(reader.read(), 5) == b""
         assert asyncio.get_running_loop().time() - started < 3
         writer.close()
+
+
+def _loop_factories() -> list[Any]:
+    factories: list[Any] = [pytest.param(asyncio.new_event_loop, id="asyncio")]
+    with contextlib.suppress(ImportError):
+        import uvloop
+
+        factories.append(pytest.param(uvloop.new_event_loop, id="uvloop"))
+    return factories
+
+
+@pytest.mark.parametrize("loop_factory", _loop_factories())
+def test_large_bodies_both_ways_over_tls(pki: Pki, loop_factory: Any) -> None:
+    # many records per read, and a response far larger than the socket buffers, so that
+    # evenflow's TLS layer passes backpressure on while the client reads; on both loops,
+    # whose TCP transports evenflow's TLS layer runs over
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        runner.run(_large_bodies(pki))
+
+
+async def _large_bodies(pki: Pki) -> None:
+    backend = DemoBackend("b1")
+    await backend.start("127.0.0.1", 0)
+    api = pki.issue("api", "api.example.com")
+    upload = bytes(range(256)) * 8192  # 2 MiB
+    try:
+        async with running_proxy(
+            config({"certificates": [api.pair()]}, [backend.address])
+        ) as proxy:
+            client = await TlsClient.open(proxy.port, client_context(pki.ca_path))
+            head = (
+                f"POST /echo HTTP/1.1\r\nhost: api.example.com\r\n"
+                f"content-length: {len(upload)}\r\n\r\n"
+            )
+            client.writer.write(head.encode() + upload)
+            answer = await asyncio.wait_for(client.reader.readuntil(b"\r\n\r\n"), 10)
+            length = int(answer.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+            echoed = json.loads(await asyncio.wait_for(client.reader.readexactly(length), 10))
+            assert echoed["body_sha256"] == hashlib.sha256(upload).hexdigest()
+            size = 8 * 1024 * 1024
+            response = await client.get(f"/big?size={size}")
+            assert response.status == 200 and len(response.body) == size
+            response = await client.get("/echo?after=big")  # the connection still serves
+            assert response.status == 200
+            await client.close()
+        assert backend.requests == 3
+    finally:
+        await backend.close()
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+async def test_a_renegotiation_is_refused_at_once(pki: Pki, backend: DemoBackend) -> None:
+    # TLS 1.2 lets a client ask for a new handshake; evenflow refuses (a CPU exhaustion
+    # vector), and says so now, not with its next response: the client is not left waiting
+    api = pki.issue("api", "api.example.com")
+    async with running_proxy(config({"certificates": [api.pair()]}, [backend.address])) as proxy:
+        client = await asyncio.create_subprocess_exec(
+            *("openssl", "s_client", "-tls1_2", "-connect", f"127.0.0.1:{proxy.port}"),
+            *("-servername", "api.example.com", "-CAfile", str(pki.ca_path)),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        assert client.stdin is not None and client.stdout is not None
+        try:
+            # s_client prints its session last: the handshake is done
+            await asyncio.wait_for(client.stdout.readuntil(b"\n---\n"), 5)
+            await asyncio.wait_for(client.stdout.readuntil(b"Verify return code"), 5)
+            client.stdin.write(b"R\n")  # s_client's command: renegotiate
+            said = await asyncio.wait_for(client.stdout.read(), 5)
+        finally:
+            if client.returncode is None:
+                client.kill()
+            await client.wait()
+        assert b"RENEGOTIATING" in said and b"no renegotiation" in said
+    assert backend.requests == 0
