@@ -226,6 +226,17 @@ class Link:
             return
         raise AssertionError("no handshake after 5 flights")
 
+    def handshake_sending(self, first: bytes) -> None:
+        """A TLS 1.3 handshake whose last client flight carries `first`: the Finished and the
+        first application data reach the server in one segment."""
+        with pytest.raises(ssl.SSLWantReadError):
+            self.client.do_handshake()
+        self.to_server()
+        self.to_client()
+        self.client.do_handshake()
+        self.client.write(first)
+        self.to_server()
+
     def send(self, *records: bytes) -> bytes:
         """The client's ciphertext for `records`, one TLS record each (not delivered)."""
         for record in records:
@@ -423,13 +434,7 @@ def test_pause_keeps_what_arrived_and_resume_delivers_it_in_order(link: Link) ->
 def test_a_request_with_the_finished_waits_when_the_app_pauses_at_once(pki: Pki) -> None:
     link = Link(pki.server_context(), pki.client_context())
     link.on_app = lambda app: setattr(app, "on_made", lambda a: a.transport.pause_reading())
-    with pytest.raises(ssl.SSLWantReadError):
-        link.client.do_handshake()
-    link.to_server()
-    link.to_client()
-    link.client.do_handshake()
-    link.client.write(b"GET / HTTP/1.1\r\n\r\n")  # sent with the Finished, in one segment
-    link.to_server()
+    link.handshake_sending(b"GET / HTTP/1.1\r\n\r\n")
     assert link.app.names() == ["made"]
     link.app.transport.resume_reading()
     link.loop.run_soon()
@@ -610,13 +615,7 @@ def test_set_protocol_hands_the_connection_over(link: Link) -> None:
         successor.connection_made(app.transport)
 
     link.on_app = lambda app: setattr(app, "on_made", hand_over)
-    with pytest.raises(ssl.SSLWantReadError):
-        link.client.do_handshake()
-    link.to_server()
-    link.to_client()
-    link.client.do_handshake()
-    link.client.write(b"PRI * HTTP/2.0")
-    link.to_server()
+    link.handshake_sending(b"PRI * HTTP/2.0")
     assert link.app.names() == ["made"]
     assert successor.events == [("made",), ("data", b"PRI * HTTP/2.0")]
     link.tls.connection_lost(None)
@@ -626,13 +625,7 @@ def test_set_protocol_hands_the_connection_over(link: Link) -> None:
 def test_the_app_closing_in_connection_made_reads_nothing(pki: Pki) -> None:
     link = Link(pki.server_context(), pki.client_context())
     link.on_app = lambda app: setattr(app, "on_made", lambda a: a.transport.close())
-    with pytest.raises(ssl.SSLWantReadError):
-        link.client.do_handshake()
-    link.to_server()
-    link.to_client()
-    link.client.do_handshake()
-    link.client.write(b"GET / HTTP/1.1\r\n\r\n")
-    link.to_server()
+    link.handshake_sending(b"GET / HTTP/1.1\r\n\r\n")
     assert link.app.names() == ["made"] and link.tcp.closed
 
 
