@@ -86,6 +86,12 @@ class RequestHead:
         return target
 
     @property
+    def raw_target(self) -> str | bytes:
+        """The target: the bytes received (latin-1) while nothing has decoded them, for the
+        access log, which would only encode them again."""
+        return self._target
+
+    @property
     def host(self) -> str:
         """From the Host header (or the absolute target): lowercase, without port."""
         raw = self._host
