@@ -66,6 +66,7 @@ NATIVE_MODULES = [
     "evenflow/balancing/round_robin.py",
     "evenflow/balancing/weighted_round_robin.py",
     "evenflow/observability/access_log.py",
+    "evenflow/observability/combined_lines.py",
     "evenflow/observability/json_lines.py",
     "evenflow/observability/stats.py",
     "evenflow/observability/tracing.py",

@@ -2,8 +2,8 @@
 and why (route, split branch, algorithm, hash key, stickiness, every attempt and why it
 failed, upstream timings, trace id).
 
-A finished exchange costs the data plane one line of bytes (encoded by json_lines.py)
-appended to a list; the lines are written in one batch a few times a second, so a request
+A finished exchange costs the data plane one line of bytes (encoded by json_lines.py, or
+combined_lines.py for the text option) appended to a list; the lines are written in one batch a few times a second, so a request
 never waits for the disk (its cost: bench/instructions.py). Text is escaped as nginx's
 escape=json does: quotes, backslashes and control characters; the rest is written as UTF-8.
 When the buffer is full (the disk or pipe cannot keep up) further lines are counted as
@@ -23,6 +23,7 @@ import time
 from typing import IO, Any, Final, TextIO, cast
 
 from evenflow.core.request import RequestHead
+from evenflow.observability.combined_lines import CombinedLines, line_breaks_escaped
 from evenflow.observability.json_lines import IsoClock, JsonLines
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,7 @@ class AccessLog:
         "_owns_stream",
         "_as_json",
         "_json_lines",
+        "_combined_lines",
         "_pending",
         "_rendered_pending",
         "_max_pending",
@@ -67,9 +69,10 @@ class AccessLog:
             else open(path, "ab", buffering=0)  # noqa: SIM115
         )
         self._json_lines = JsonLines()
+        self._combined_lines = CombinedLines()
         self._pending: list[bytes] = []  # the lines that wait for the next flush
-        # a line rendered here waits (combined, a record), which may hold a raw line break
-        # (below); a JSON line never does
+        # a record waits (log_record), which may hold a raw line break (as_written); the
+        # lines of requests never do
         self._rendered_pending = False
         self._max_pending = MAX_PENDING_LINES
         self._flush_handle: asyncio.TimerHandle | None = None
@@ -152,9 +155,7 @@ class AccessLog:
                 )
             )
         else:
-            self._rendered_pending = True
-            text = combined(at, req, status, bytes_out, http10)
-            pending.append(text.encode("utf-8", "backslashreplace"))
+            pending.append(self._combined_lines.line(at, req, status, bytes_out, http10))
         if flush_handle is None:
             self._flush_handle = self._loop.call_later(FLUSH_INTERVAL_S, self.flush)
         elif len(pending) == FLUSH_BATCH_LINES:
@@ -228,38 +229,9 @@ class _TextSink(io.RawIOBase):
 
 
 def as_written(lines: list[bytes]) -> bytes:
-    """A batch of lines as the log writes them: one write, line breaks escaped (below)."""
-    return _line_breaks_escaped(b"".join(lines))
-
-
-# NEL, LINE SEPARATOR and PARAGRAPH SEPARATOR, as UTF-8: valid in a JSON string, but line
-# breaks to str.splitlines() and some log shippers. A client can send NEL (0x85, read as
-# latin-1), so they are written escaped (json_lines.py escapes them as it encodes). Their
-# lead bytes never continue another character.
-_LINE_BREAKS = (
-    (b"\xc2\x85", b"\\u0085"),
-    (b"\xe2\x80\xa8", b"\\u2028"),
-    (b"\xe2\x80\xa9", b"\\u2029"),
-)
-
-
-def _line_breaks_escaped(data: bytes) -> bytes:
-    if b"\xc2" not in data and b"\xe2" not in data:
-        return data  # the common case: two memchr scans for the lead bytes, no line break
-    for raw, escaped in _LINE_BREAKS:
-        data = data.replace(raw, escaped)
-    return data
-
-
-def combined(at: float, req: RequestHead, status: int, bytes_out: int, http10: bool) -> str:
-    """Apache's combined format: client, time, request line, status, bytes, referer, agent."""
-    referer = (req.header(b"referer") or b"-").decode("latin-1")
-    agent = (req.header(b"user-agent") or b"-").decode("latin-1")
-    version = "HTTP/1.0" if http10 else "HTTP/1.1"
-    return (
-        f'{req.client_ip} - - [{_clf_second(int(at))}] "{req.method} {_quote(req.target)} '
-        f'{version}" {status} {bytes_out} "{_quote(referer)}" "{_quote(agent)}"\n'
-    )
+    """A batch of lines as the log writes them: one write, with the characters some readers
+    take for line breaks escaped (combined_lines.py)."""
+    return line_breaks_escaped(b"".join(lines))
 
 
 @functools.lru_cache(maxsize=4)
@@ -283,10 +255,6 @@ def render_record(at: float, record: dict[str, object], as_json: bool) -> str:
     # tcp and udp records have no request line: `time key=value ...`
     fields = " ".join(f"{key}={value}" for key, value in record.items() if value is not None)
     return f"{stamp} {fields}\n"
-
-
-def _quote(text: str) -> str:
-    return text.replace("\\", "\\\\").replace('"', '\\"')
 
 
 def iso(at: float) -> str:

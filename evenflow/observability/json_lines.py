@@ -112,7 +112,7 @@ class JsonLines:
             self._source.json_of(listener, req.client_ip, req.method),
             _json_latin1(target) if isinstance(target, bytes) else _json_text(target),
             self._host.json_of(req.host),
-            _DIGITS[status] if 0 <= status < 1000 else b"%d" % status,
+            DIGITS[status] if 0 <= status < 1000 else b"%d" % status,
             in_high,
             in_low,
             out_high,
@@ -309,7 +309,7 @@ def millis(seconds: float) -> bytes:
     return whole + fraction
 
 
-class _Number:
+class Number:
     """A number after its field's label, as a line writes it. What is under 1000 (most of a
     line's numbers, or their thousands) comes with the label in one piece, made the first
     time it is needed: formatting an int costs ~200 instructions, a list index ~10, and a
@@ -335,7 +335,7 @@ class _Number:
         if 0 <= number < 1_000_000:
             small: i64 = number  # (native arithmetic)
             if small < 1000:
-                return self.label, _DIGITS[small]
+                return self.label, DIGITS[small]
             return self._small(small // 1000), _DIGITS_PADDED[small % 1000]
         return b"%b%d" % (self.label, number), b""
 
@@ -356,15 +356,15 @@ class _Number:
         return b"%b%b" % (self.label, _dumps(micros / 1000).encode()), b""
 
 
-_BYTES_IN: Final = _Number(b',"bytes_in":')
-_BYTES_OUT: Final = _Number(b',"bytes_out":')
-_DURATION: Final = _Number(b',"duration_ms":')
-_ATTEMPTS: Final = _Number(b',"attempts":')
-_TTFB: Final = _Number(b',"ttfb_ms":')
-_CONNECT: Final = _Number(b',"connect_ms":')
-_UNLABELLED: Final = _Number(b"")
+_BYTES_IN: Final = Number(b',"bytes_in":')
+_BYTES_OUT: Final = Number(b',"bytes_out":')
+_DURATION: Final = Number(b',"duration_ms":')
+_ATTEMPTS: Final = Number(b',"attempts":')
+_TTFB: Final = Number(b',"ttfb_ms":')
+_CONNECT: Final = Number(b',"connect_ms":')
+_UNLABELLED: Final = Number(b"")
 
-_DIGITS: Final = [b"%d" % number for number in range(1000)]
+DIGITS: Final = [b"%d" % number for number in range(1000)]
 _DIGITS_PADDED: Final = [b"%03d" % number for number in range(1000)]
 # ".0", ".001", ..., ".01", ..., ".999": a fraction of a millisecond, trailing zeros dropped
 _FRACTIONS: Final = [

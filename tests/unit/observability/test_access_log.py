@@ -25,9 +25,9 @@ from evenflow.observability.access_log import (
     FLUSH_BATCH_LINES,
     FLUSH_INTERVAL_S,
     AccessLog,
-    combined,
     render_record,
 )
+from evenflow.observability.combined_lines import CombinedLines
 from evenflow.observability.json_lines import JsonLines
 
 AT = 1_790_000_000.25  # 2026-09-21T14:13:20.250Z
@@ -271,6 +271,10 @@ def test_a_method_of_a_str_subclass_is_still_written(tmp_path: Path) -> None:
     log.close()
     records = [json.loads(line) for line in path.read_text().splitlines()]
     assert [r["method"] for r in records] == ["GET", "GET"] and log.dropped == 0
+
+
+def combined(at: float, req: RequestHead, status: int, bytes_out: int, http10: bool) -> str:
+    return CombinedLines().line(at, req, status, bytes_out, http10).decode()
 
 
 def test_combined_format() -> None:
