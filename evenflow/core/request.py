@@ -92,6 +92,12 @@ class RequestHead:
         return self._target
 
     @property
+    def raw_host(self) -> str | bytes:
+        """The Host header as received while nothing has asked for `host`, then `host`: for
+        the access log, which keeps the last one it normalized."""
+        return self._host
+
+    @property
     def host(self) -> str:
         """From the Host header (or the absolute target): lowercase, without port."""
         raw = self._host

@@ -3,12 +3,12 @@ and why (route, split branch, algorithm, hash key, stickiness, every attempt and
 failed, upstream timings, trace id).
 
 A finished exchange costs the data plane one line of bytes (encoded by json_lines.py, or
-combined_lines.py for the text option) appended to a list; the lines are written in one batch a few times a second, so a request
-never waits for the disk (its cost: bench/instructions.py). Text is escaped as nginx's
-escape=json does: quotes, backslashes and control characters; the rest is written as UTF-8.
-When the buffer is full (the disk or pipe cannot keep up) further lines are counted as
-dropped. Secret keys (a cookie, an Authorization header) appear as a truncated hash, never as
-sent.
+combined_lines.py for the text option) appended to a list; the lines are written in one batch
+a few times a second, so a request never waits for the disk (its cost:
+bench/instructions.py). JSON text is escaped as nginx's escape=json does: quotes,
+backslashes and control characters; the rest is written as UTF-8. When the buffer is full
+(the disk or pipe cannot keep up) further lines are counted as dropped. Secret keys (a
+cookie, an Authorization header) appear as a truncated hash, never as sent.
 """
 
 from __future__ import annotations

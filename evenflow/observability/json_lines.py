@@ -43,7 +43,7 @@ class JsonLines:
     def __init__(self) -> None:
         self._clock = IsoClock()
         self._source = _Source()
-        self._host = _TextMemo(b'","host":"', b'","status":')
+        self._host = _HostStatus()
         # backend address (or "" without one) -> where its requests went, encoded: one entry
         # per backend a route sends to, so round robin over a pool finds each one's ready
         self._placements: dict[str, _Placement] = {}
@@ -101,20 +101,19 @@ class JsonLines:
         target = req.raw_target
         # numbers in two parts (native tuples, no objects): the label and the digits up to
         # the thousands or the point, then the rest
-        in_high, in_low = _BYTES_IN.count(bytes_in)
         out_high, out_low = _BYTES_OUT.count(bytes_out)
         took_high, took_fraction = _DURATION.millis(duration_s)
-        ttfb_high, ttfb_fraction = _TTFB.millis(ttfb_s) if ttfb_s else (b"", b"")
+        # (the request id's label comes with what is before it)
+        ttfb_high, ttfb_fraction = _TTFB.millis(ttfb_s) if ttfb_s else (b"", b',"request_id":"')
         # the id closes the line's last string, or the trace id after it does
         trace_label = b'","trace_id":"' if len(trace_id) else b""  # (len: native)
-        return b'%b%b%b%b%b%b%b%b%b%b%b%b%b%b,"request_id":"%b%b%b"}\n' % (
+        return b'%b%b%b%b%b%b%b%b%b%b%b%b%b%b%b"}\n' % (
             self._clock.line_head(at),
             self._source.json_of(listener, req.client_ip, req.method),
             _json_latin1(target) if isinstance(target, bytes) else _json_text(target),
-            self._host.json_of(req.host),
-            DIGITS[status] if 0 <= status < 1000 else b"%d" % status,
-            in_high,
-            in_low,
+            self._host.json_of(req, status),
+            # (a request's head: mostly under 1000 bytes)
+            DIGITS[bytes_in] if 0 <= bytes_in < 1000 else b"%d" % bytes_in,
             out_high,
             out_low,
             took_high,
@@ -199,8 +198,9 @@ class _Source:
         self.json = _Source.encode("", "", "")
 
     def json_of(self, listener: str, client: str, method: str) -> bytes:
-        # (identical strings compare without reading them; equal ones by a memcmp)
-        if listener != self.listener or client != self.client or method != self.method:
+        # the listener's name and a method are the same objects from one request to the
+        # next (a new one is only encoded again); a client's address is each connection's own
+        if listener is not self.listener or method is not self.method or client != self.client:
             self.json = _Source.encode(listener, client, method)
             self.listener, self.client, self.method = listener, client, method
         return self.json
@@ -214,22 +214,35 @@ class _Source:
         )
 
 
-class _TextMemo:
-    """The last string seen in a field (a host repeats from one request to the next),
-    encoded between the JSON around it."""
+class _HostStatus:
+    """The last host and status, encoded from `","host":"` to the label of bytes_in: a host
+    repeats from one request to the next, and so, mostly, does a status."""
 
-    __slots__ = ("before", "after", "text", "json")
+    __slots__ = ("raw", "has_raw", "host", "host_json", "status", "json")
 
-    def __init__(self, before: bytes, after: bytes) -> None:
-        self.before = before
-        self.after = after
-        self.text = ""
-        self.json = before + after
+    def __init__(self) -> None:
+        self.raw = b""  # the Host header it was normalized from, as received
+        self.has_raw = False  # (not when the last one came normalized)
+        self.host = ""
+        self.host_json = b'","host":"","status":'
+        self.status = -1
+        self.json = b""
 
-    def json_of(self, text: str) -> bytes:
-        if text != self.text:
-            self.json = b"%b%b%b" % (self.before, _json_text(text), self.after)
-            self.text = text
+    def json_of(self, req: RequestHead, status: int) -> bytes:
+        raw = req.raw_host
+        # the header as received (a new object each request) compared, not normalized again
+        if not (isinstance(raw, bytes) and self.has_raw and raw == self.raw):
+            host = req.host
+            if host != self.host:  # (identical strings compare without reading them)
+                self.host_json = b'","host":"%b","status":' % _json_text(host)
+                self.host = host
+                self.status = -1
+            self.has_raw = isinstance(raw, bytes)
+            self.raw = raw if isinstance(raw, bytes) else b""
+        if status != self.status:
+            digits = DIGITS[status] if 0 <= status < 1000 else b"%d" % status
+            self.json = b'%b%b,"bytes_in":' % (self.host_json, digits)
+            self.status = status
         return self.json
 
 
@@ -309,25 +322,37 @@ def millis(seconds: float) -> bytes:
     return whole + fraction
 
 
+DIGITS: Final = [b"%d" % number for number in range(1000)]
+_DIGITS_PADDED: Final = [b"%03d" % number for number in range(1000)]
+# ".0", ".001", ..., ".01", ..., ".999": a fraction of a millisecond, trailing zeros dropped
+_FRACTIONS: Final = [
+    b"." + (b"%03d" % fraction).rstrip(b"0") if fraction else b".0" for fraction in range(1000)
+]
+
+
 class Number:
     """A number after its field's label, as a line writes it. What is under 1000 (most of a
     line's numbers, or their thousands) comes with the label in one piece, made the first
     time it is needed: formatting an int costs ~200 instructions, a list index ~10, and a
     piece less in a line's format ~45."""
 
-    __slots__ = ("label", "labelled_digits")
+    __slots__ = ("label", "labelled_digits", "after", "fractions")
 
-    def __init__(self, label: bytes) -> None:
+    def __init__(self, label: bytes, after: bytes = b"") -> None:
         self.label = label
         self.labelled_digits = [b""] * 1000
+        # what the line has after a number of milliseconds, with its fraction in one piece
+        self.after = after
+        self.fractions = [b""] * 1000 if after else _FRACTIONS
 
     def labelled(self, number: int) -> bytes:
-        return self._small(number) if 0 <= number < 1000 else b"%b%d" % (self.label, number)
-
-    def _small(self, number: i64) -> bytes:
+        if not 0 <= number < 1000:
+            return b"%b%d" % (self.label, number)
         text = self.labelled_digits[number]
-        if len(text) == 0:  # (len: native; truth is a call)
-            text = self.labelled_digits[number] = b"%b%d" % (self.label, number)
+        return text if len(text) else self._labelled_first(number)  # (len: native)
+
+    def _labelled_first(self, number: i64) -> bytes:
+        text = self.labelled_digits[number] = b"%b%d" % (self.label, number)
         return text
 
     def count(self, number: int) -> tuple[bytes, bytes]:
@@ -336,7 +361,11 @@ class Number:
             small: i64 = number  # (native arithmetic)
             if small < 1000:
                 return self.label, DIGITS[small]
-            return self._small(small // 1000), _DIGITS_PADDED[small % 1000]
+            thousands = small // 1000
+            high = self.labelled_digits[thousands]
+            if len(high) == 0:
+                high = self._labelled_first(thousands)
+            return high, _DIGITS_PADDED[small % 1000]
         return b"%b%d" % (self.label, number), b""
 
     def millis(self, seconds: float) -> tuple[bytes, bytes]:
@@ -349,27 +378,28 @@ class Number:
         micros = int(seconds * 1e6 + 0.5)
         if 0 <= micros < 1_000_000:
             small: i64 = micros  # (native arithmetic)
-            return self._small(small // 1000), _FRACTIONS[small % 1000]
-        if 0 <= micros < 10**15:
-            return self.labelled(micros // 1000), _FRACTIONS[micros % 1000]
-        # before the clocks' epoch, or in 30 years: as the float is written
-        return b"%b%b" % (self.label, _dumps(micros / 1000).encode()), b""
+            whole = small // 1000
+            high = self.labelled_digits[whole]
+            if len(high) == 0:
+                high = self._labelled_first(whole)
+            thousandths = small % 1000
+        elif 0 <= micros < 10**15:
+            high = self.labelled(micros // 1000)
+            thousandths = micros % 1000
+        else:  # before the clocks' epoch, or in 30 years: as the float is written
+            return b"%b%b" % (self.label, _dumps(micros / 1000).encode()), self.after
+        fraction = self.fractions[thousandths]
+        if len(fraction) == 0:
+            fraction = self.fractions[thousandths] = _FRACTIONS[thousandths] + self.after
+        return high, fraction
 
 
-_BYTES_IN: Final = Number(b',"bytes_in":')
 _BYTES_OUT: Final = Number(b',"bytes_out":')
 _DURATION: Final = Number(b',"duration_ms":')
 _ATTEMPTS: Final = Number(b',"attempts":')
-_TTFB: Final = Number(b',"ttfb_ms":')
+_TTFB: Final = Number(b',"ttfb_ms":', after=b',"request_id":"')
 _CONNECT: Final = Number(b',"connect_ms":')
 _UNLABELLED: Final = Number(b"")
-
-DIGITS: Final = [b"%d" % number for number in range(1000)]
-_DIGITS_PADDED: Final = [b"%03d" % number for number in range(1000)]
-# ".0", ".001", ..., ".01", ..., ".999": a fraction of a millisecond, trailing zeros dropped
-_FRACTIONS: Final = [
-    b"." + (b"%03d" % fraction).rstrip(b"0") if fraction else b".0" for fraction in range(1000)
-]
 
 
 class IsoClock:

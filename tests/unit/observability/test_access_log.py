@@ -250,6 +250,18 @@ def test_characters_that_some_readers_take_for_line_breaks_are_escaped(text: str
     assert (record["path"], record["route"]) == ("/" + text, text)
 
 
+def test_a_line_break_a_client_sent_stays_escaped_in_the_file(tmp_path: Path) -> None:
+    # JSON lines escape it as they are encoded: the flush does not scan them again
+    for fmt in ("json", "combined"):
+        (tmp_path / fmt).mkdir()
+        log, _, path = make_log(tmp_path / fmt, fmt)
+        log_one(log, req=RequestHead("GET", b"/a\x85b", "shop.example", [], "203.0.113.9"))
+        log_one(log, route="r\u2028")
+        log.close()
+        text = path.read_text()
+        assert len(text.splitlines()) == 2 and "\\u0085" in text, fmt
+
+
 def test_a_name_that_cannot_be_utf8_costs_no_line(tmp_path: Path) -> None:
     for fmt in ("json", "combined"):
         (tmp_path / fmt).mkdir()

@@ -310,6 +310,50 @@ def test_a_new_client_method_host_and_listener_are_logged_as_they_are() -> None:
     )
 
 
+def test_a_status_or_host_that_changes_is_logged_as_it_is_now() -> None:
+    lines = JsonLines()
+    seen = []
+    for status, host in [(200, "a.example"), (404, "a.example"), (200, "b.example"), (200, "a")]:
+        req = request(host=host)
+        seen.append(json.loads(lines.line(AT, "public", req, **{**FIELDS, "status": status})))
+    assert [(r["status"], r["host"]) for r in seen] == [
+        (200, "a.example"),
+        (404, "a.example"),
+        (200, "b.example"),
+        (200, "a"),
+    ]
+
+
+def test_a_host_is_logged_normalized_whether_received_or_already_read() -> None:
+    lines = JsonLines()
+    hosts: list[str | bytes] = [b"Shop.Example:8080", b"Shop.Example:8080", b"b:1", "c", b""]
+    logged = []
+    for host in hosts:
+        req = RequestHead("GET", b"/", host, [], "203.0.113.9")
+        logged.append(json.loads(lines.line(AT, "public", req, **FIELDS))["host"])
+    assert logged == ["shop.example", "shop.example", "b", "c", ""]
+
+
+def test_numbers_are_written_alike_the_first_time_and_after() -> None:
+    # their digits are kept with their labels once made: the second line reads them back
+    lines = JsonLines()
+    fields = {
+        **FIELDS,
+        "bytes_out": 123_456,
+        "duration_s": 0.999_999_6,
+        "ttfb_s": 0.5,
+        "attempts": 7,
+    }
+    first, again = (lines.line(AT, "public", request(), **fields) for _ in range(2))
+    assert first == again == reference_line(AT, "public", request(), **fields)
+    record = json.loads(first)
+    assert (record["bytes_out"], record["duration_ms"], record["ttfb_ms"]) == (
+        123456,
+        1000.0,
+        500.0,
+    )
+
+
 def test_backends_kept_encoded_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(json_lines, "_MAX_PLACEMENTS", 8)
     lines = JsonLines()
