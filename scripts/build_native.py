@@ -68,6 +68,7 @@ NATIVE_MODULES = [
     "evenflow/observability/access_log.py",
     "evenflow/observability/combined_lines.py",
     "evenflow/observability/json_lines.py",
+    "evenflow/observability/log_numbers.py",
     "evenflow/observability/stats.py",
     "evenflow/observability/tracing.py",
 ]

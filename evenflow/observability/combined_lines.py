@@ -18,7 +18,7 @@ import time
 from typing import TYPE_CHECKING, Final
 
 from evenflow.core.request import RequestHead
-from evenflow.observability.json_lines import DIGITS, Number
+from evenflow.observability.log_numbers import DIGITS, Number
 
 if TYPE_CHECKING:  # i64: a native int to mypyc, only ever an annotation (not run)
     from mypy_extensions import i64

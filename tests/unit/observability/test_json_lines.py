@@ -17,7 +17,7 @@ from evenflow.balancing.hashing import key_hash
 from evenflow.core.request import RequestHead
 from evenflow.observability import json_lines
 from evenflow.observability.access_log import as_written
-from evenflow.observability.json_lines import IsoClock, JsonLines, millis
+from evenflow.observability.json_lines import IsoClock, JsonLines
 
 AT = 1_790_000_000.25  # 2026-09-21T14:13:20.250Z
 
@@ -267,21 +267,6 @@ def test_a_target_received_as_bytes_is_read_as_latin1() -> None:
 
 def bytes_target(raw: bytes) -> RequestHead:
     return RequestHead("GET", raw, b"shop.example", [], "203.0.113.9")
-
-
-# --- numbers ----------------------------------------------------------------------------------
-
-
-@settings(max_examples=500, deadline=None)
-@given(micros=st.integers(0, 10**15 - 1))
-def test_milliseconds_are_written_as_msgspec_wrote_the_float(micros: int) -> None:
-    seconds = micros / 1e6
-    assert millis(seconds) == msgspec.json.encode(_ms(seconds))
-
-
-@pytest.mark.parametrize("seconds", [0.0, 1e-9, 0.0005, 0.001, 0.0125, 1.0, 86400.0, 1e9, -0.0025])
-def test_milliseconds_at_the_edges(seconds: float) -> None:
-    assert json.loads(millis(seconds)) == _ms(seconds)
 
 
 # --- what is kept encoded ---------------------------------------------------------------------
