@@ -86,6 +86,18 @@ class RequestHead:
         return target
 
     @property
+    def raw_target(self) -> str | bytes:
+        """The target: the bytes received (latin-1) while nothing has decoded them, for the
+        access log, which would only encode them again."""
+        return self._target
+
+    @property
+    def raw_host(self) -> str | bytes:
+        """The Host header as received while nothing has asked for `host`, then `host`: for
+        the access log, which keeps the last one it normalized."""
+        return self._host
+
+    @property
     def host(self) -> str:
         """From the Host header (or the absolute target): lowercase, without port."""
         raw = self._host

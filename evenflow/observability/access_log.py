@@ -2,13 +2,13 @@
 and why (route, split branch, algorithm, hash key, stickiness, every attempt and why it
 failed, upstream timings, trace id).
 
-A finished exchange costs the data plane one record (a msgspec Struct) appended to a list;
-the records are encoded to JSON lines by msgspec and written in one batch a few times a
-second, so a request never waits for the disk (its cost: bench/instructions.py). Text is
-escaped as nginx's escape=json does: quotes, backslashes and control characters; the rest is
-written as UTF-8. When the buffer is full (the disk or
-pipe cannot keep up) further lines are counted as dropped. Secret keys (a cookie, an
-Authorization header) appear as a truncated hash, never as sent.
+A finished exchange costs the data plane one line of bytes (encoded by json_lines.py, or
+combined_lines.py for the text option) appended to a list; the lines are written in one batch
+a few times a second, so a request never waits for the disk (its cost:
+bench/instructions.py). JSON text is escaped as nginx's escape=json does: quotes,
+backslashes and control characters; the rest is written as UTF-8. When the buffer is full
+(the disk or pipe cannot keep up) further lines are counted as dropped. Secret keys (a
+cookie, an Authorization header) appear as a truncated hash, never as sent.
 """
 
 from __future__ import annotations
@@ -22,11 +22,9 @@ import sys
 import time
 from typing import IO, Any, Final, TextIO, cast
 
-import msgspec
-
-from evenflow.balancing.hashing import key_hash
 from evenflow.core.request import RequestHead
-from evenflow.observability.log_line import Line
+from evenflow.observability.combined_lines import CombinedLines, line_breaks_escaped
+from evenflow.observability.json_lines import IsoClock, JsonLines
 
 log = logging.getLogger(__name__)
 
@@ -36,11 +34,9 @@ FLUSH_BATCH_LINES: Final = 1000  # lines written at once, at the latest
 MAX_PENDING_LINES = 20000  # ~ a few MB; past it lines are dropped, not queued without bound
 
 
-_encode_lines: Final = msgspec.json.Encoder().encode_lines
 # statics in compiled code, where a module attribute or an imported name is a lookup per call
 _wall_clock: Final = time.time
 _perf_counter: Final = time.perf_counter
-_new_line: Final = Line
 
 
 class AccessLog:
@@ -49,8 +45,10 @@ class AccessLog:
         "_stream",
         "_owns_stream",
         "_as_json",
+        "_json_lines",
+        "_combined_lines",
         "_pending",
-        "_only_lines",
+        "_rendered_pending",
         "_max_pending",
         "_flush_handle",
         "_wall_offset",
@@ -70,9 +68,12 @@ class AccessLog:
             # unbuffered: a flush writes its batch in one call, a buffer would only copy it
             else open(path, "ab", buffering=0)  # noqa: SIM115
         )
-        # what waits for the next flush: a request's Line (JSON), or a rendered line
-        self._pending: list[Line | bytes] = []
-        self._only_lines = True  # no rendered line pending: the batch is encoded at once
+        self._json_lines = JsonLines()
+        self._combined_lines = CombinedLines()
+        self._pending: list[bytes] = []  # the lines that wait for the next flush
+        # a record waits (log_record), which may hold a raw line break (as_written); the
+        # lines of requests never do
+        self._rendered_pending = False
         self._max_pending = MAX_PENDING_LINES
         self._flush_handle: asyncio.TimerHandle | None = None
         # wall clock minus perf counter, read as each batch starts: a line's time is then its
@@ -104,6 +105,7 @@ class AccessLog:
         connect_s: float,
         ttfb_s: float,
         request_id: bytes,
+        request_id_given: bool,
         trace_id: bytes,
         http10: bool,
     ) -> None:
@@ -113,7 +115,8 @@ class AccessLog:
         `pool` is None when the request reached no pool; `is_split`: its route is a split,
         so the pool is the branch taken. Seconds, as measured; 0.0 for what never happened
         (connect_s on a reused connection, ttfb_s without a response); `ended_at`: when the
-        exchange ended, by time.perf_counter."""
+        exchange ended, by time.perf_counter. `request_id_given`: the client sent the id (else
+        evenflow made it); `trace_id`: hex digits, or empty."""
         pending = self._pending
         if len(pending) >= self._max_pending:
             self.dropped += 1
@@ -122,12 +125,12 @@ class AccessLog:
         if flush_handle is None:
             self._wall_offset = _wall_clock() - _perf_counter()
         at = ended_at + self._wall_offset
-        # a Line now, so nothing of the exchange is kept: held until the flush, thousands of
+        # the line now, so nothing of the exchange is kept: held until the flush, thousands of
         # exchanges would survive into the garbage collector's older generations, whose
         # collections then stall the loop (p99 latency x5 at 20 000 requests/s, measured)
         if self._as_json:
             pending.append(
-                json_record(
+                self._json_lines.line(
                     at,
                     listener,
                     req,
@@ -147,13 +150,12 @@ class AccessLog:
                     connect_s,
                     ttfb_s,
                     request_id,
+                    request_id_given,
                     trace_id,
                 )
             )
         else:
-            self._only_lines = False
-            text = combined(at, req, status, bytes_out, http10)
-            pending.append(text.encode("utf-8", "backslashreplace"))
+            pending.append(self._combined_lines.line(at, req, status, bytes_out, http10))
         if flush_handle is None:
             self._flush_handle = self._loop.call_later(FLUSH_INTERVAL_S, self.flush)
         elif len(pending) == FLUSH_BATCH_LINES:
@@ -167,7 +169,7 @@ class AccessLog:
         if len(self._pending) >= self._max_pending:
             self.dropped += 1
             return
-        self._only_lines = False
+        self._rendered_pending = True
         # a lone surrogate (a name from a YAML escape) must not cost the record: escaped
         rendered = render_record(time.time(), record, self._as_json)
         self._pending.append(rendered.encode("utf-8", "backslashreplace"))
@@ -177,11 +179,11 @@ class AccessLog:
     def flush(self) -> None:
         self._flush_handle = None
         lines, self._pending = self._pending, []
-        only_lines, self._only_lines = self._only_lines, True
+        rendered, self._rendered_pending = self._rendered_pending, False
         if not lines:
             return
         try:
-            data = _render(lines, only_lines)
+            data = as_written(lines) if rendered else b"".join(lines)
             while data:  # a file written unbuffered may take less than it is given
                 data = data[self._stream.write(data) :]
             self._stream.flush()
@@ -226,127 +228,10 @@ class _TextSink(io.RawIOBase):
         self._text.flush()
 
 
-def _render(lines: list[Line | bytes], only_lines: bool) -> bytes:
-    """The lines as written (UTF-8 JSON): all in one call when `only_lines` (no rendered
-    line among them), else line by line."""
-    if only_lines:
-        try:
-            return _line_breaks_escaped(_encode_lines(lines))
-        except Exception:  # noqa: BLE001, S110 (a lone surrogate, say: line by line, below)
-            pass
-    out: list[bytes] = []
-    for line in lines:
-        if isinstance(line, bytes):
-            out.append(line)
-            continue
-        try:
-            out.append(_encode_lines([line]))
-        except Exception:  # noqa: BLE001 (whatever it is, the line is written, not lost)
-            # by json, escaped to ASCII, whatever its fields hold
-            names = line.__struct_fields__
-            fields = {n: v for n in names if (v := getattr(line, n)) is not None}
-            out.append(json.dumps(fields, default=str, separators=(",", ":")).encode() + b"\n")
-    return _line_breaks_escaped(b"".join(out))
-
-
-# NEL, LINE SEPARATOR and PARAGRAPH SEPARATOR, as UTF-8: valid in a JSON string, but line
-# breaks to str.splitlines() and some log shippers. A client can send NEL (0x85, read as
-# latin-1), so they are written escaped. Their lead bytes never continue another character.
-_LINE_BREAKS = (
-    (b"\xc2\x85", b"\\u0085"),
-    (b"\xe2\x80\xa8", b"\\u2028"),
-    (b"\xe2\x80\xa9", b"\\u2029"),
-)
-
-
-def _line_breaks_escaped(data: bytes) -> bytes:
-    if b"\xc2" not in data and b"\xe2" not in data:
-        return data  # the common case: two memchr scans for the lead bytes, no line break
-    for raw, escaped in _LINE_BREAKS:
-        data = data.replace(raw, escaped)
-    return data
-
-
-def json_line(record: Line) -> str:
-    """One request's record as the log writes it: one line of JSON."""
-    return _render([record], True).decode()
-
-
-def json_record(
-    at: float,
-    listener: str,
-    req: RequestHead,
-    status: int,
-    bytes_in: int,
-    bytes_out: int,
-    duration_s: float,
-    attempts: int,
-    route: str | None,
-    pool: str | None,
-    algorithm: str | None,
-    is_split: bool,
-    backend: str | None,
-    hash_key: bytes | None,
-    sticky: str,
-    failures: list[str] | None,
-    connect_s: float,
-    ttfb_s: float,
-    request_id: bytes,
-    trace_id: bytes,
-) -> Line:
-    """The record of a finished request (see AccessLog.log_request), taken as cheaply as it
-    can be: on the data path. `at`: wall-clock seconds."""
-    # positional, in Line's order: keywords would cost a dict per request
-    line = _new_line(
-        _CLOCK.iso(at),
-        listener,
-        req.client_ip,
-        req.method,
-        req.target,
-        req.host,
-        status,
-        bytes_in,
-        bytes_out,
-        _ms(duration_s),
-        attempts,
-        route,
-        pool,
-        backend,
-        pool if is_split else None,
-        algorithm,
-        None,
-        None,
-        None,
-        None,
-        _ms(ttfb_s) if ttfb_s else None,
-        request_id.decode("latin-1"),
-        trace_id.decode() if trace_id else None,
-    )
-    if hash_key is not None:
-        line.hash_key = f"{key_hash(hash_key) & 0xFFFFFFFFFFFF:012x}"
-    if sticky:
-        line.sticky = sticky
-    if failures:
-        line.failures = list(failures)
-    if connect_s:
-        line.connect_ms = _ms(connect_s)
-    return line
-
-
-def _ms(seconds: float) -> float:
-    """Milliseconds to the microsecond (round() costs 4x)."""
-    return int(seconds * 1e6 + 0.5) / 1000
-
-
-def combined(at: float, req: RequestHead, status: int, bytes_out: int, http10: bool) -> str:
-    """Apache's combined format: client, time, request line, status, bytes, referer, agent."""
-    referer = (req.header(b"referer") or b"-").decode("latin-1")
-    agent = (req.header(b"user-agent") or b"-").decode("latin-1")
-    version = "HTTP/1.0" if http10 else "HTTP/1.1"
-    return (
-        f'{req.client_ip} - - [{_clf_second(int(at))}] "{req.method} {_quote(req.target)} '
-        f'{version}" {status} {bytes_out} "{_quote(referer)}" "{_quote(agent)}"\n'
-    )
+def as_written(lines: list[bytes]) -> bytes:
+    """A batch of lines as the log writes them: one write, with the characters some readers
+    take for line breaks escaped (combined_lines.py)."""
+    return line_breaks_escaped(b"".join(lines))
 
 
 @functools.lru_cache(maxsize=4)
@@ -372,42 +257,9 @@ def render_record(at: float, record: dict[str, object], as_json: bool) -> str:
     return f"{stamp} {fields}\n"
 
 
-def _quote(text: str) -> str:
-    return text.replace("\\", "\\\\").replace('"', '\\"')
-
-
 def iso(at: float) -> str:
     """`at` (wall-clock seconds) as UTC ISO 8601 with milliseconds: 2026-11-26T19:59:38.264Z."""
     return _CLOCK.iso(at)
 
 
-class _IsoClock:
-    """The last time formatted, kept for the next line. Lines come in bursts (at 20 000
-    requests/s twenty share each millisecond), and formatting a time costs more than the
-    rest of a line's numbers together: the date and time are formatted once a second, the
-    milliseconds come from a table. A native object: module globals would be dict lookups."""
-
-    __slots__ = ("ms", "text", "second_ms", "second_text")
-
-    def __init__(self) -> None:
-        self.ms = -1
-        self.text = ""
-        self.second_ms = -1000  # the current second, in ms: a subtraction finds the fraction
-        self.second_text = ""
-
-    def iso(self, at: float) -> str:
-        ms = int(at * 1000)
-        if ms != self.ms:
-            fraction = ms - self.second_ms
-            if not 0 <= fraction < 1000:
-                second = ms // 1000
-                self.second_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-                self.second_ms = second * 1000
-                fraction = ms - self.second_ms
-            self.text = self.second_text + _MILLIS[fraction]
-            self.ms = ms
-        return self.text
-
-
-_MILLIS: Final = [f".{fraction:03d}Z" for fraction in range(1000)]
-_CLOCK: Final = _IsoClock()
+_CLOCK: Final = IsoClock()

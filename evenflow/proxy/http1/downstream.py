@@ -1233,6 +1233,7 @@ class DownstreamConnection(asyncio.Protocol):
                 exchange.connect_s,
                 exchange.ttfb,
                 exchange.request_id,
+                exchange.request_id_given,
                 exchange.trace_id,
                 exchange.http10,
             )

@@ -25,11 +25,10 @@ from evenflow.observability.access_log import (
     FLUSH_BATCH_LINES,
     FLUSH_INTERVAL_S,
     AccessLog,
-    combined,
-    json_line,
-    json_record,
     render_record,
 )
+from evenflow.observability.combined_lines import CombinedLines
+from evenflow.observability.json_lines import JsonLines
 
 AT = 1_790_000_000.25  # 2026-09-21T14:13:20.250Z
 
@@ -69,6 +68,7 @@ class Finished:
     connect_s: float = 0.0
     ttfb_s: float = 0.0
     request_id: bytes = b"a1b2c3-1f"
+    request_id_given: bool = False
     trace_id: bytes = b"4bf92f3577b34da6a3ce929d0e0e4736"
     http10: bool = False
 
@@ -123,7 +123,7 @@ def json_text(at: float = AT, **changes: Any) -> str:
         for f in fields(finished)
         if f.name not in ("ended_at", "http10")
     }
-    return json_line(json_record(at, "public", **values))
+    return JsonLines().line(at, "public", **values).decode()
 
 
 def decision(at: float = AT, **changes: Any) -> dict[str, Any]:
@@ -226,7 +226,11 @@ def test_any_text_a_client_or_backend_chose_stays_one_valid_json_line(
     # escape=json); other characters are written as UTF-8
     req = request(method, target, host)
     changes: dict[str, Any] = dict(
-        req=req, route=route, failures=failures or None, request_id=request_id
+        req=req,
+        route=route,
+        failures=failures or None,
+        request_id=request_id,
+        request_id_given=True,
     )
     record = decision(**changes)
     assert (record["method"], record["path"], record["host"]) == (method, target, req.host)
@@ -246,6 +250,18 @@ def test_characters_that_some_readers_take_for_line_breaks_are_escaped(text: str
     assert (record["path"], record["route"]) == ("/" + text, text)
 
 
+def test_a_line_break_a_client_sent_stays_escaped_in_the_file(tmp_path: Path) -> None:
+    # JSON lines escape it as they are encoded: the flush does not scan them again
+    for fmt in ("json", "combined"):
+        (tmp_path / fmt).mkdir()
+        log, _, path = make_log(tmp_path / fmt, fmt)
+        log_one(log, req=RequestHead("GET", b"/a\x85b", "shop.example", [], "203.0.113.9"))
+        log_one(log, route="r\u2028")
+        log.close()
+        text = path.read_text()
+        assert len(text.splitlines()) == 2 and "\\u0085" in text, fmt
+
+
 def test_a_name_that_cannot_be_utf8_costs_no_line(tmp_path: Path) -> None:
     for fmt in ("json", "combined"):
         (tmp_path / fmt).mkdir()
@@ -257,7 +273,7 @@ def test_a_name_that_cannot_be_utf8_costs_no_line(tmp_path: Path) -> None:
         assert len(path.read_bytes().splitlines()) == 3, fmt
 
 
-def test_a_line_msgspec_cannot_encode_is_still_written(tmp_path: Path) -> None:
+def test_a_method_of_a_str_subclass_is_still_written(tmp_path: Path) -> None:
     class Odd(str):
         pass
 
@@ -267,6 +283,10 @@ def test_a_line_msgspec_cannot_encode_is_still_written(tmp_path: Path) -> None:
     log.close()
     records = [json.loads(line) for line in path.read_text().splitlines()]
     assert [r["method"] for r in records] == ["GET", "GET"] and log.dropped == 0
+
+
+def combined(at: float, req: RequestHead, status: int, bytes_out: int, http10: bool) -> str:
+    return CombinedLines().line(at, req, status, bytes_out, http10).decode()
 
 
 def test_combined_format() -> None:
