@@ -329,7 +329,31 @@ def evenflow_unavailable() -> str | None:
     if done.returncode != 0:
         lines = (done.stderr or done.stdout).strip().splitlines()
         return f"`python -m evenflow run --help` failed: {lines[-1] if lines else done.returncode}"
+    evenflow_data_path()  # (a warning now, before the runs, when it is not compiled)
     return None
+
+
+def evenflow_data_path() -> str:
+    """How evenflow's data path runs here: "compiled by mypyc (N modules)", or "pure Python
+    (why)" when the build is missing or older than the sources (a stale build is never used),
+    which costs about three times the instructions: numbers then say nothing of the compiled
+    path. Warns on stderr in that case."""
+    done = subprocess.run(
+        [evenflow_python(), "-c", "import evenflow.native as n; print(n.status)"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    status = done.stdout.strip() or f"unknown ({done.stderr.strip()[-200:]})"
+    if not status.startswith("compiled"):
+        print(
+            f"bench: WARNING: evenflow's data path is {status}; run `make native` to measure "
+            "the compiled one",
+            file=sys.stderr,
+        )
+    return status
 
 
 def start_evenflow(
@@ -624,6 +648,7 @@ def versions(tools: dict[str, str]) -> dict[str, str]:
         lines = (done.stdout + done.stderr).strip().splitlines()
         found[name] = re.sub(r"\s+", " ", lines[0]) if lines else "?"
     found["python"] = platform.python_version()
+    found["evenflow_data_path"] = evenflow_data_path()
     return found
 
 
