@@ -2,8 +2,11 @@
 
 evenflow is a hop in the trace: a request that brings a valid `traceparent` keeps its trace id
 and gets a new span id (evenflow's span, whose parent is the client's); one without starts a
-new trace. `tracestate` passes through untouched. Ids are slices of random digits drawn in
-batches.
+new trace. `tracestate` passes through untouched.
+
+A traceparent is `00-<trace id>-<span id>-<flags>`, written in the pieces the request head is
+joined from (trace id, `-<span id>`, `-<flags>`), never formatted on its own. The ids are
+slices of random digits drawn in batches (TraceIds): a new trace costs two slices.
 """
 
 from __future__ import annotations
@@ -19,6 +22,11 @@ _TRACEPARENT: Final = re.compile(
 )
 _ZERO_TRACE: Final = b"0" * 32
 _ZERO_SPAN: Final = b"0" * 16
+_ZERO_TRACE_ID: Final = bytes(16)  # as random bytes, before they are written as hex
+_ZERO_SPAN_ID: Final = bytes(8)
+SAMPLED: Final = b"-01"  # the flags of a trace that starts here, as written after the span
+TRACE_ID_DIGITS: Final = 32
+SPAN_PART_BYTES: Final = 17  # `-<span id>`
 
 
 def parse_traceparent(value: bytes) -> tuple[bytes, bytes, bytes] | None:
@@ -34,50 +42,76 @@ def parse_traceparent(value: bytes) -> tuple[bytes, bytes, bytes] | None:
     return trace_id, span_id, flags
 
 
-class RandomHex:
-    """Random lowercase hex digits, drawn a batch at a time: one draw and one hexlify per
-    DRAW_BYTES, then each id is a slice. Ids need to be unique and unpredictable enough for
-    tracing, not secret (W3C Trace Context §3.2.2.3 asks for randomness). Drawn from the OS:
-    random.randbytes builds its bytes through a big integer, ~40,000 instructions a draw
-    (bench/instructions.py), where urandom is one getrandom call."""
+def traceparent(trace_id: bytes, span_part: bytes, flags_part: bytes) -> bytes:
+    """The header's value: version 00 (the one evenflow speaks), the trace id, then the parts
+    `-<span id>` and `-<flags>`."""
+    return b"00-" + trace_id + span_part + flags_part
 
-    DRAW_BYTES = 1536  # 64 new traces (trace id + span id: 48 digits) per draw
 
-    __slots__ = ("digits", "at")
+class TraceIds:
+    """Random ids, drawn a batch of BATCH of each at a time from the OS (one getrandom call a
+    batch; random.randbytes builds its bytes through a big integer, ~40,000 instructions a
+    draw, bench/instructions.py). Ids need to be unique and unpredictable enough for tracing,
+    not secret (W3C Trace Context §3.2.2.3 asks for randomness).
+
+    Trace ids are 32 digits (16 random bytes); span ids come as `-<16 digits>` (hexlify puts
+    the dash between every 8 random bytes)."""
+
+    BATCH = 64
+
+    __slots__ = ("trace_ids", "trace_at", "span_parts", "span_at")
 
     def __init__(self) -> None:
-        self.digits = b""
-        self.at = 0
+        self.trace_ids = self.span_parts = b""
+        self.trace_at = self.span_at = 0
 
-    def take(self, width: int) -> bytes:
-        at = self.at
-        end = at + width
-        if end > len(self.digits):
-            self.digits = hexlify(urandom(self.DRAW_BYTES))
-            at = 0
-            end = width
-        self.at = end
-        return self.digits[at:end]
+    def trace_id(self) -> bytes:
+        at = self.trace_at
+        end = at + TRACE_ID_DIGITS
+        if end > len(self.trace_ids):
+            self.trace_ids = hexlify(_draw(TRACE_ID_DIGITS // 2 * self.BATCH, _ZERO_TRACE_ID))
+            at, end = 0, TRACE_ID_DIGITS
+        self.trace_at = end
+        return self.trace_ids[at:end]
+
+    def span_part(self) -> bytes:
+        """`-<span id>`: the part of a traceparent between the trace id and the flags."""
+        at = self.span_at
+        end = at + SPAN_PART_BYTES
+        if end > len(self.span_parts):
+            self.span_parts = b"-" + hexlify(_draw(8 * self.BATCH, _ZERO_SPAN_ID), b"-", 8)
+            at, end = 0, SPAN_PART_BYTES
+        self.span_at = end
+        return self.span_parts[at:end]
 
 
-_RANDOM: Final = RandomHex()
+def _draw(size: int, zero_id: bytes) -> bytes:
+    """`size` random bytes in which no id (a run of len(zero_id) bytes) is all zeros: such an
+    id is invalid (§3.2.2.3, §3.2.2.4). One search a batch, where comparing each id costs
+    more: a draw with that many zero bytes in a row anywhere (a chance in 2**53 or less) is
+    drawn again."""
+    while True:
+        drawn = urandom(size)
+        if zero_id not in drawn:
+            return drawn
+
+
+_IDS: Final = TraceIds()
 
 
 def new_trace() -> tuple[bytes, bytes]:
-    """A trace that starts here: (trace id, the traceparent of evenflow's span, sampled)."""
-    trace_id = _nonzero(_RANDOM.take(32), _ZERO_TRACE)
-    span_id = _nonzero(_RANDOM.take(16), _ZERO_SPAN)
-    return trace_id, b"00-%s-%s-01" % (trace_id, span_id)  # compiled: one copy, no tuple
+    """A trace that starts here: its trace id, and evenflow's span as `-<span id>` (sampled:
+    its flags are SAMPLED)."""
+    return _IDS.trace_id(), _IDS.span_part()
 
 
-def new_span_id() -> bytes:
-    return _nonzero(_RANDOM.take(16), _ZERO_SPAN)
-
-
-def _nonzero(digits: bytes, zero: bytes) -> bytes:
-    # an all-zero id is invalid (§3.2.2.3, §3.2.2.4): one chance in 2**64 or 2**128
-    return zero[:-1] + b"1" if digits == zero else digits
-
-
-def traceparent(trace_id: bytes, span_id: bytes, flags: bytes) -> bytes:
-    return b"00-%s-%s-%s" % (trace_id, span_id, flags)
+def continued_trace(value: bytes) -> tuple[bytes, bytes, bytes]:
+    """The client's trace: its trace id, evenflow's span (a child of the client's) as
+    `-<span id>`, the client's flags as `-<flags>`; a new, sampled trace when the header is
+    not a valid traceparent."""
+    parsed = parse_traceparent(value)
+    if parsed is None:
+        trace_id, span_part = new_trace()
+        return trace_id, span_part, SAMPLED
+    trace_id, _, flags = parsed
+    return trace_id, _IDS.span_part(), SAMPLED if flags == b"01" else b"-" + flags

@@ -407,19 +407,22 @@ def _record_of(evenflow: Evenflow, request_id: str, within_s: float = 5.0) -> di
         time.sleep(0.05)
 
 
-def test_traceparent_continues_the_trace(evenflow: Evenflow, client: httpx.Client) -> None:
+@pytest.mark.parametrize("flags", ["01", "00"])
+def test_traceparent_continues_the_trace(
+    evenflow: Evenflow, client: httpx.Client, flags: str
+) -> None:
     trace_id, parent_id = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
     state = "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7"
     response = client.get(
         evenflow.url + "/echo",
-        headers={"traceparent": f"00-{trace_id}-{parent_id}-01", "tracestate": state},
+        headers={"traceparent": f"00-{trace_id}-{parent_id}-{flags}", "tracestate": state},
     )
     seen = _echo(response)
     match = TRACEPARENT.match(seen["traceparent"])
     assert match is not None, seen["traceparent"]
     assert match.group(1) == trace_id  # the same trace
     assert match.group(2) not in (parent_id, "0" * 16)  # a new parent id: evenflow's span
-    assert match.group(3) == "01"  # sampled stays sampled
+    assert match.group(3) == flags  # sampled stays sampled, and not sampled stays not
     assert seen["tracestate"] == state  # passed through untouched
     assert response.headers[TRACE_HEADER] == trace_id
     assert _record_of(evenflow, seen["x-request-id"])["trace_id"] == trace_id

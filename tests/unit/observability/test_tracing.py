@@ -9,7 +9,7 @@ import pytest
 
 from evenflow.observability import tracing
 from evenflow.observability.tracing import (
-    new_span_id,
+    continued_trace,
     new_trace,
     parse_traceparent,
     traceparent,
@@ -63,53 +63,61 @@ def test_an_invalid_traceparent_is_ignored(header: bytes) -> None:
     assert parse_traceparent(header) is None
 
 
-def test_new_ids_are_lowercase_hex_of_the_right_length_and_differ() -> None:
-    traces = {new_trace()[0] for _ in range(100)}
-    spans = {new_span_id() for _ in range(100)}
-    assert len(traces) == 100 and len(spans) == 100
-    assert all(re.fullmatch(rb"[0-9a-f]{32}", t) for t in traces)
-    assert all(re.fullmatch(rb"[0-9a-f]{16}", s) for s in spans)
+def test_new_traces_are_lowercase_hex_of_the_right_length_and_differ() -> None:
+    started = [new_trace() for _ in range(300)]  # several batches
+    assert len({trace_id for trace_id, _ in started}) == 300
+    assert len({span for _, span in started}) == 300
+    for trace_id, span in started:
+        assert re.fullmatch(rb"[0-9a-f]{32}", trace_id)
+        assert re.fullmatch(rb"-[0-9a-f]{16}", span)
 
 
 def test_a_new_trace_is_a_valid_sampled_traceparent_with_its_trace_id() -> None:
-    started = [new_trace() for _ in range(100)]
-    assert len({trace_id for trace_id, _ in started}) == 100
-    for trace_id, header in started:
-        parsed = parse_traceparent(header)
-        assert parsed is not None and parsed[0] == trace_id and parsed[2] == b"01"
+    for _ in range(100):
+        trace_id, span = new_trace()
+        header = traceparent(trace_id, span, tracing.SAMPLED)
         assert re.fullmatch(rb"00-[0-9a-f]{32}-[0-9a-f]{16}-01", header)
+        assert parse_traceparent(header) == (trace_id, span[1:], b"01")
 
 
-def test_new_ids_are_never_all_zero(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_all_zero_id_is_never_taken(monkeypatch: pytest.MonkeyPatch) -> None:
     # an all-zero id is invalid (§3.2.2.3, §3.2.2.4): a downstream service would drop the trace
-    monkeypatch.setattr(tracing, "urandom", lambda n: bytes(n))
-    shared = tracing._RANDOM
-    shared.at = len(shared.digits)  # the next id draws: zeros
-    try:
-        assert new_trace()[0] == b"0" * 31 + b"1"
-        assert new_span_id() == b"0" * 15 + b"1"
-        assert parse_traceparent(traceparent(new_trace()[0], new_span_id(), b"01")) is not None
-        assert parse_traceparent(new_trace()[1]) is not None
-    finally:
-        shared.at = len(shared.digits)  # no zeros left for the next test
+    draws = [
+        b"\xab" * 500 + b"\x00" * 16 + b"\xab" * 508,  # an all-zero trace id among others
+        b"\x12" * 1024,
+        b"\xcd" * 200 + b"\x00" * 8 + b"\xcd" * 304,  # and a span id
+        b"\x34" * 512,
+    ]
+    monkeypatch.setattr(tracing, "urandom", lambda n: draws.pop(0))
+    ids = tracing.TraceIds()
+    assert ids.trace_id() == b"12" * 16  # the draw with zeros was thrown away
+    assert ids.span_part() == b"-" + b"34" * 8
+    assert not draws
 
 
-def test_ids_are_consecutive_slices_of_one_draw_then_of_the_next() -> None:
-    draws = iter([bytes.fromhex("ab" * 1536), bytes.fromhex("cd" * 1536)])
-    ids = tracing.RandomHex()
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(tracing, "urandom", lambda n: next(draws))
-        taken = [ids.take(48) for _ in range(65)]  # a draw is 3,072 digits: 64 of 48
-    assert taken[0] == b"ab" * 24 and taken[63] == b"ab" * 24
-    assert taken[64] == b"cd" * 24
+def test_ids_are_consecutive_slices_of_one_draw_then_of_the_next(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fills = iter([0x1B, 0x2C, 0x3D, 0x4E])
+    monkeypatch.setattr(tracing, "urandom", lambda n: bytes([next(fills)]) * n)
+    ids = tracing.TraceIds()
+    traces = [ids.trace_id() for _ in range(65)]  # a draw holds 64
+    assert traces[0] == traces[63] == b"1b" * 16 and traces[64] == b"2c" * 16
+    spans = [ids.span_part() for _ in range(65)]
+    assert spans[0] == spans[63] == b"-" + b"3d" * 8 and spans[64] == b"-" + b"4e" * 8
 
 
-def test_evenflow_span_continues_the_clients_trace() -> None:
-    parsed = parse_traceparent(b"00-" + TRACE + b"-" + SPAN + b"-01")
-    assert parsed is not None
-    trace_id, _, flags = parsed
-    out = traceparent(trace_id, new_span_id(), flags)
-    again = parse_traceparent(out)
-    assert again is not None
-    assert again[0] == TRACE and again[1] != SPAN and again[2] == b"01"
-    assert out.startswith(b"00-")  # evenflow writes the version it speaks
+@pytest.mark.parametrize("flags", [b"01", b"00", b"09"])
+def test_evenflow_span_continues_the_clients_trace(flags: bytes) -> None:
+    trace_id, span, flags_part = continued_trace(b"00-" + TRACE + b"-" + SPAN + b"-" + flags)
+    assert trace_id == TRACE and flags_part == b"-" + flags  # the client's flags kept
+    header = traceparent(trace_id, span, flags_part)
+    assert parse_traceparent(header) == (TRACE, span[1:], flags) and span[1:] != SPAN
+    assert header.startswith(b"00-")  # evenflow writes the version it speaks
+
+
+@pytest.mark.parametrize("header", [b"", b"garbage", b"ff-" + TRACE + b"-" + SPAN + b"-01"])
+def test_an_invalid_traceparent_starts_a_new_trace(header: bytes) -> None:
+    trace_id, span, flags_part = continued_trace(header)
+    assert trace_id != TRACE and re.fullmatch(rb"[0-9a-f]{32}", trace_id)
+    assert re.fullmatch(rb"-[0-9a-f]{16}", span) and flags_part == b"-01"
