@@ -79,10 +79,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _setup_logging(level: str) -> None:
+    from evenflow.observability.log_writer import stderr_handler
+
+    # a stderr pipe or terminal whose reader stops reading must not stop the event loop
     logging.basicConfig(
         level=level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
+        handlers=[stderr_handler(sys.stderr)],
     )
 
 

@@ -5,7 +5,8 @@ failed, upstream timings, trace id).
 A finished exchange costs the data plane one line of bytes (encoded by json_lines.py, or
 combined_lines.py for the text option) appended to a list; the lines are written in one batch
 a few times a second, so a request never waits for the disk (its cost:
-bench/instructions.py). JSON text is escaped as nginx's escape=json does: quotes,
+bench/instructions.py); to a pipe, a socket or a terminal, whose reader may stop reading, a
+thread writes them (log_writer.py). JSON text is escaped as nginx's escape=json does: quotes,
 backslashes and control characters; the rest is written as UTF-8. When the buffer is full
 (the disk or pipe cannot keep up) further lines are counted as dropped. Secret keys (a
 cookie, an Authorization header) appear as a truncated hash, never as sent.
@@ -25,6 +26,7 @@ from typing import IO, Any, Final, TextIO, cast
 from evenflow.core.request import RequestHead
 from evenflow.observability.combined_lines import CombinedLines, line_breaks_escaped
 from evenflow.observability.json_lines import IsoClock, JsonLines
+from evenflow.observability.log_writer import BackgroundWriter, writer_for
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +54,7 @@ class AccessLog:
         "_max_pending",
         "_flush_handle",
         "_wall_offset",
+        "_writer",
         "dropped",
         "written",
     )
@@ -83,6 +86,9 @@ class AccessLog:
         self._wall_offset = 0.0
         self.dropped = 0  # lines lost because the log could not keep up (a metric)
         self.written = 0
+        # a stream whose reader may stop reading is written by a thread, never by the loop
+        self._stream.flush()
+        self._writer: BackgroundWriter | None = writer_for(self._stream, self._owns_stream)
 
     def log_request(
         self,
@@ -182,6 +188,12 @@ class AccessLog:
         rendered, self._rendered_pending = self._rendered_pending, False
         if not lines:
             return
+        writer = self._writer
+        if writer is not None:
+            data = as_written(lines) if rendered else b"".join(lines)
+            if not writer.submit(data, len(lines), self._max_pending):
+                self.dropped += len(lines)  # the reader is that far behind: never wait for it
+            return
         try:
             data = as_written(lines) if rendered else b"".join(lines)
             while data:  # a file written unbuffered may take less than it is given
@@ -192,11 +204,25 @@ class AccessLog:
             self.dropped += len(lines)
             log.warning("access log write failed, %d lines lost: %s", len(lines), exc)
 
+    def dropped_total(self) -> int:
+        """Lines lost: dropped by the loop, and failed or abandoned by the writer thread."""
+        writer = self._writer
+        return self.dropped + (writer.lost if writer is not None else 0)
+
     def close(self) -> None:
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None
         self.flush()
+        writer = self._writer
+        if writer is not None:
+            if not self._owns_stream:
+                writer.drain()  # stdout or stderr: the writer stays, evenflow's lines use it
+                return
+            # a thread still blocked in a write keeps its descriptor: closing it could hand
+            # the number to another file that the write then lands in
+            if not writer.close():
+                return
         if self._owns_stream:
             try:
                 self._stream.close()

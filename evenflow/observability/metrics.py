@@ -253,7 +253,7 @@ class EvenflowCollector(Collector):
         dropped = CounterMetricFamily(
             "evenflow_access_log_dropped", "Access log lines lost because the log fell behind."
         )
-        dropped.add_metric([], access_log.dropped if access_log is not None else 0)
+        dropped.add_metric([], access_log.dropped_total() if access_log is not None else 0)
         yield dropped
 
     def _http2(self) -> Iterator[Metric]:

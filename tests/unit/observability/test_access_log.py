@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 import time
 from dataclasses import dataclass, field, fields
 from datetime import datetime
@@ -460,3 +461,40 @@ def test_a_stream_that_takes_less_than_it_is_given_still_gets_every_line(
     log.close()
     assert [json.loads(line)["status"] for line in trickle.data.splitlines()] == [201, 202]
     assert log.written == 2 and log.dropped == 0
+
+
+@pytest.mark.timeout(20)
+def test_a_pipe_nobody_reads_drops_lines_and_never_stalls_the_loop(
+    tmp_path: Path,
+) -> None:
+    """A log shipper that stops reading (or `evenflow run | less`, paused): the pipe fills,
+    and from then on lines are dropped and counted, while the loop never waits on a write.
+    Once the reader reads again, the lines kept arrive whole, in order."""
+    fifo = tmp_path / "access.fifo"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # there, but not reading
+    try:
+        loop = FakeLoop()
+        log = AccessLog(loop, str(fifo))  # type: ignore[arg-type]
+        log._max_pending = 100  # type: ignore[attr-defined]
+        target = "/" + "x" * 4000  # ~4 KiB a line: a 64 KiB pipe holds a few of them
+        started = time.monotonic()
+        for batch in range(4):
+            for _ in range(100):
+                log_one(log, req=request(target=f"{target}?batch={batch}"))
+            loop.fire()  # a flush: with the pipe full, it must not block
+        assert time.monotonic() - started < 2.0
+        # the first batch is being written (the pipe is full), the others had no room
+        assert log.dropped_total() == 300
+        # the reader comes back: the first batch arrives whole
+        os.set_blocking(reader, True)
+        received = bytearray()
+        while received.count(b"\n") < 100:
+            received += os.read(reader, 1 << 16)
+        log.close()
+        lines = received.decode().splitlines()
+        assert len(lines) == 100
+        assert {json.loads(line)["path"] for line in lines} == {f"{target}?batch=0"}
+        assert log.dropped_total() == 300
+    finally:
+        os.close(reader)

@@ -58,7 +58,9 @@ def small_server(dropped: int = 0) -> Any:
     ctx = HttpListenerContext("public", controller, loop=None, access_log=None)  # type: ignore[arg-type]
     listening = {"public": SimpleNamespace(ctx=ctx)}
     return SimpleNamespace(
-        controller=controller, listening=listening, access_log=SimpleNamespace(dropped=dropped)
+        controller=controller,
+        listening=listening,
+        access_log=SimpleNamespace(dropped_total=lambda: dropped),
     )
 
 
