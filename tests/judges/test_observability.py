@@ -103,11 +103,12 @@ def build_config(backends: dict[str, Backend], closed: str, log_format: str, log
                 {
                     "name": "web",
                     "bind": f"127.0.0.1:{port}",
-                    # a route per pool, chosen by Host: retry.test, cookie.test, auth.test
+                    # a route per pool, chosen by Host: retry.test, cookie.test, auth.test,
+                    # dead.test
                     "routes": [
                         *(
                             {"name": name, "match": {"host": f"{name}.test"}, "pool": name}
-                            for name in ("retry", "cookie", "auth")
+                            for name in ("retry", "cookie", "auth", "dead")
                         ),
                         {"name": "main", "pool": "web"},
                     ],
@@ -127,6 +128,7 @@ def build_config(backends: dict[str, Backend], closed: str, log_format: str, log
                     "hash_key": "header:authorization",
                     "backends": [a, b],
                 },
+                "dead": {"backends": [closed]},  # every request answered by evenflow: 502
             },
             "access_log": {"path": str(log_path), "format": log_format},
             "tracing": {"response_header": TRACE_HEADER},
@@ -369,6 +371,22 @@ def test_decision_log_shows_a_retried_request(
         if s.labels["backend"] == closed_address
     }
     assert reasons == {"connect_failed"}
+
+
+def test_an_answer_evenflow_makes_itself_has_the_trace_id_and_its_bytes_logged(
+    evenflow: Evenflow, client: httpx.Client
+) -> None:
+    # the error a client most needs the trace id of; its body counted as a backend's would be
+    request_id = secrets.token_hex(8)
+    response = client.get(
+        evenflow.url + "/anything", headers={"host": "dead.test", "x-request-id": request_id}
+    )
+    assert response.status_code == 502
+    record = _record_of(evenflow, request_id)
+    assert re.fullmatch(r"[0-9a-f]{32}", response.headers[TRACE_HEADER])
+    assert record["trace_id"] == response.headers[TRACE_HEADER]
+    assert record["bytes_out"] == len(response.content) > 0
+    assert record["status"] == 502 and record["route"] == "dead"
 
 
 def test_a_client_that_gives_up_is_logged_as_499(evenflow: Evenflow) -> None:

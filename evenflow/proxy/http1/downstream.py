@@ -905,22 +905,32 @@ class DownstreamConnection(asyncio.Protocol):
             # stream (gRPC's "Trailers-Only" response, PROTOCOL-HTTP2.md)
             close = exchange.close_after = exchange.close_after or self.closing
             code = error.grpc_status
-            self.write(
-                heads.grpc_error(
-                    grpc.status_for_http(error.status) if code is None else code,
-                    error.detail,
-                    close=close,
-                )
+            response = heads.grpc_error(
+                grpc.status_for_http(error.status) if code is None else code,
+                error.detail,
+                close=close,
             )
         elif exchange.close_after or self.closing:
             exchange.close_after = True
-            self.write(
-                heads.CANNED.get(error.status) or heads.canned_response(error.status, close=True)
+            response = heads.CANNED.get(error.status) or heads.canned_response(
+                error.status, close=True
             )
         else:
-            self.write(
-                heads.CANNED_KEEP_ALIVE.get(error.status) or heads.canned_response(error.status)
+            response = heads.CANNED_KEEP_ALIVE.get(error.status) or heads.canned_response(
+                error.status
             )
+        head_end = response.find(b"\r\n\r\n") + 2  # (before the blank line)
+        exchange.bytes_out = len(response) - head_end - 2  # the body's, as for a backend's
+        trace_header = self.ctx.trace_header
+        if trace_header is not None and exchange.trace_id:
+            # the answer a client most needs the trace id of
+            response = b"%b%b: %b\r\n%b" % (
+                response[:head_end],
+                trace_header.encode(),
+                exchange.trace_id,
+                response[head_end:],
+            )
+        self.write(response)
         if not exchange.failures or not exchange.failures[-1].endswith(error.detail):
             exchange.add_failure(error.detail)  # an attempt's failure is noted once
         self.on_exchange_done(exchange)
