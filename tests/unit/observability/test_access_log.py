@@ -27,6 +27,7 @@ from evenflow.observability.access_log import (
     FLUSH_INTERVAL_S,
     AccessLog,
     render_record,
+    write_lines,
 )
 from evenflow.observability.combined_lines import CombinedLines
 from evenflow.observability.json_lines import JsonLines
@@ -353,6 +354,36 @@ def test_a_full_batch_is_written_at_once_not_with_the_timer(tmp_path: Path) -> N
     loop.fire()
     assert len(path.read_text().splitlines()) == FLUSH_BATCH_LINES
     log.close()
+
+
+def test_a_flush_of_more_lines_than_one_writev_takes_writes_them_all_in_order(
+    tmp_path: Path,
+) -> None:
+    log, loop, path = make_log(tmp_path)
+    for status in range(100, 100 + 2500):  # (a busy loop iteration can pass the batch size)
+        log_one(log, status=status)
+    log.flush()
+    statuses = [json.loads(line)["status"] for line in path.read_text().splitlines()]
+    assert statuses == list(range(100, 2600)) and log.written == 2500
+    log.close()
+
+
+def test_what_a_writev_does_not_take_is_written_again_from_there(tmp_path: Path) -> None:
+    path = tmp_path / "lines"
+    lines = [b"line %d\n" % n for n in range(1500)]
+    calls = []
+
+    def short_writev(fd: int, batch: list[bytes]) -> int:  # takes a little less each time
+        calls.append(len(batch))
+        return os.writev(fd, [b"".join(batch)[:-3]])
+
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    try:
+        write_lines(fd, lines, short_writev)
+    finally:
+        os.close(fd)
+    assert path.read_bytes() == b"".join(lines)
+    assert calls == [1024, 476]  # at most IOV_MAX lines a call
 
 
 def test_combined_lines_and_records_share_the_file(tmp_path: Path) -> None:
