@@ -50,7 +50,8 @@ unit: $(VENV)/.installed-test
 
 # against nginx and HAProxy on this machine; not part of `make test`
 bench: $(VENV)/.installed-test native
-	$(BIN)/python bench/run.py --evenflow-log --evenflow-bare
+	$(BIN)/python bench/run.py
+	$(BIN)/python bench/observability.py
 	$(BIN)/python bench/tls.py
 	$(BIN)/python bench/tls.py --h2
 

@@ -3,7 +3,8 @@
 Usage (from the repository root):
 
     .venv/bin/python bench/instructions.py [--requests 5000] [--connections 64]
-        [--proxies nginx,haproxy,evenflow,evenflow+log,evenflow-bare] [--log-format json]
+        [--proxies nginx,haproxy,evenflow,evenflow+log,evenflow-bare,evenflow-traced]
+        [--log-format json]
         [--protocol http1|h2c|https|h2]
 
 Why: on a shared machine two identical wrk runs differ by 20% and more, which hides any change
@@ -16,7 +17,8 @@ What it does:
   2. Starts the backend of bench/run.py (nginx, a static 1 KiB file, not counted), then each
      proxy in turn, configured as in bench/run.py but run under `valgrind --tool=callgrind`:
      nginx, HAProxy, evenflow, and evenflow's observability variants (`evenflow+log`: the JSON
-     access log written to a file; `evenflow-bare`: no metric counters, no trace context).
+     access log written to a file; `evenflow-bare`: no metric counters, no trace context;
+     `evenflow-traced`: no metric counters, trace context on).
   3. Warms each up with 1,000 requests, zeroes its counters (callgrind_control -z), sends
      exactly --requests requests with h2load, dumps the counters (callgrind_control -d) and
      divides: instructions per request. --protocol picks what h2load speaks: `http1`
@@ -59,6 +61,7 @@ from run import (  # noqa: E402  (bench/ is not a package: run.py sits beside th
     LOGGED,
     PATH,
     PROXIES,
+    TRACED,
     Started,
     ensure_tools,
     evenflow_unavailable,
@@ -196,6 +199,7 @@ def report(found: dict[str, float]) -> dict[str, float]:
         ("evenflow", "haproxy"),
         (LOGGED, "evenflow"),
         ("evenflow", BARE),
+        (LOGGED, TRACED),
         (LOGGED, BARE),
     ]
     for numerator, denominator in pairs:
@@ -215,7 +219,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--protocol", choices=PROTOCOLS, default="http1", help="(http1)")
     parser.add_argument(
         "--proxies",
-        default=",".join((*PROXIES, LOGGED, BARE)),
+        default=",".join((*PROXIES, LOGGED, BARE, TRACED)),
         help="which to count, in order (all)",
     )
     parser.add_argument("--log-format", choices=["json", "combined"], default="json")

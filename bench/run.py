@@ -5,7 +5,7 @@ Usage (from the repository root; `make bench` runs the same):
     .venv/bin/python bench/run.py [--duration 10] [--repeat 1] [--warmup 2]
                                   [--connections 64] [--proxies nginx,haproxy,evenflow]
                                   [--evenflow-log [--log-format json|combined]]
-                                  [--evenflow-bare]
+                                  [--evenflow-bare] [--evenflow-traced]
 
 What it does:
   1. Checks that nginx, haproxy and wrk are installed (as root it apt-get installs what is
@@ -22,14 +22,21 @@ What it does:
   5. Prints a table with evenflow's ratios against nginx and HAProxy, and writes everything as
      JSON to bench/results/<UTC timestamp>.json.
 
-What observability costs, measured in the same rotation as the rest:
+What observability costs, measured in the same rotation as the rest (one variant after the
+other: on a noisy machine their medians move by ±7%; bench/observability.py loads variants
+together and measures these costs within ~2%, as `make bench` does):
   --evenflow-log   adds `evenflow+log`: evenflow writing its JSON access log (the decision log)
-                   to a file (`--log-format combined` for Apache's format instead);
-  --evenflow-bare  adds `evenflow-bare`: evenflow without its metric counters (the data path's
-                   `_log` patched out, as before metrics existed) and with trace context off.
+                   to a file, in /dev/shm when there is one (`--log-format combined` for
+                   Apache's format instead);
+  --evenflow-bare  adds `evenflow-bare`: evenflow without its metric counters and with trace
+                   context off (`metrics: {requests: false}`, `tracing: {enabled: false}`);
+  --evenflow-traced  adds `evenflow-traced`: as evenflow-bare, but with trace context on (as by
+                   default): what logging and metrics are measured against.
 The report then gives CPU per request of each against plain `evenflow` (counters and trace
 context on, access log off, as configured by default but for the log), per round (pairing by
-round cancels most of a noisy machine's drift) and the median of those rounds.
+round cancels most of a noisy machine's drift) and the median of those rounds; and the whole
+cost of logging and metrics (evenflow+log against evenflow-traced: tracing on in both, it is
+not logging but a header sent on) and of logging, metrics and tracing (against evenflow-bare).
 
 Everything it starts runs in its own process group and is stopped on exit, on error and on
 Ctrl-C. Exit status: 0 on success, 1 when a proxy could not be measured cleanly (wrk errors or a
@@ -66,7 +73,8 @@ PROXIES = ("nginx", "haproxy", "evenflow")
 LOGGED = "evenflow+log"  # evenflow with its access log written to a file (--evenflow-log)
 BARE = "evenflow-bare"  # evenflow without metric counters and trace context (--evenflow-bare):
 # `metrics: {requests: false}` and `tracing: {enabled: false}`, the data path before metrics
-EVENFLOWS = ("evenflow", LOGGED, BARE)
+TRACED = "evenflow-traced"  # as BARE but with trace context on (--evenflow-traced)
+EVENFLOWS = ("evenflow", LOGGED, BARE, TRACED)
 PATH = "/1k"
 BODY_BYTES = 1024
 # Root's PATH has the sbin directories, a user's often does not; nginx and haproxy live there.
@@ -83,6 +91,7 @@ class Started:
     def __init__(self, name: str, argv: list[str], workdir: Path) -> None:
         self.name = name
         self.argv = argv
+        self.access_log: Path | None = None  # the access log it writes, if any
         self.log_path = workdir / f"{name}.log"
         self._log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
@@ -117,6 +126,8 @@ class Started:
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(timeout=5)
         self._log.close()
+        if self.access_log is not None:
+            self.access_log.unlink(missing_ok=True)
 
 
 def process_tree(root: int) -> list[int]:
@@ -361,8 +372,10 @@ def start_evenflow(
 ) -> Started:
     """evenflow in front of the backend, as `variant` (one of EVENFLOWS) configures it."""
     conf = workdir / f"{variant}.yaml"
-    access_log = json.dumps(str(workdir / "access.log")) if variant == LOGGED else '"off"'
-    observed = "false" if variant == BARE else "true"
+    log_path = access_log_path(workdir)
+    access_log = json.dumps(str(log_path)) if variant == LOGGED else '"off"'
+    counted = "false" if variant in (BARE, TRACED) else "true"
+    traced = "false" if variant == BARE else "true"
     conf.write_text(
         f"""
 listeners:
@@ -377,13 +390,37 @@ access_log:
   path: {access_log}
   format: {log_format}
 tracing:
-  enabled: {observed}
+  enabled: {traced}
 metrics:
-  requests: {observed}
+  requests: {counted}
 drain_timeout: 2s
 """
     )
-    return Started(variant, [evenflow_python(), "-m", "evenflow", "run", "-c", str(conf)], workdir)
+    started = Started(
+        variant, [evenflow_python(), "-m", "evenflow", "run", "-c", str(conf)], workdir
+    )
+    if variant == LOGGED:
+        started.access_log = log_path
+    return started
+
+
+def access_log_path(workdir: Path) -> Path:
+    """Where evenflow+log writes its access log: in memory (/dev/shm) when the machine has it.
+    On disk, the kernel's writeback of ~15 MB/s of lines runs in its own threads, not charged
+    to the proxy but competing with the run for the CPUs: what is measured is the log's CPU
+    cost, not the disk's. The file is emptied before each measured run (truncate_access_log),
+    so it holds one run's lines at most."""
+    shm = Path("/dev/shm")
+    if shm.is_dir() and os.access(shm, os.W_OK):
+        return shm / f"{workdir.name}-access.log"
+    return workdir / "access.log"
+
+
+def truncate_access_log(started: Started) -> None:
+    # evenflow appends (O_APPEND): its next line lands at the new end
+    if started.access_log is not None:
+        with contextlib.suppress(FileNotFoundError):
+            os.truncate(started.access_log, 0)
 
 
 def wait_ready(started: Started, port: int, timeout_s: float = 15.0) -> None:
@@ -484,6 +521,7 @@ def measure(
     args: argparse.Namespace,
     round_: int,
 ) -> Run:
+    truncate_access_log(proxy)
     run_wrk(wrk, port, args.warmup, args.connections)
     proxy_pids, backend_pids = process_tree(proxy.pid), process_tree(backend.pid)
     before, backend_before = cpu_ticks(proxy_pids), cpu_ticks(backend_pids)
@@ -560,7 +598,7 @@ def costs(runs: list[Run]) -> dict[str, dict[str, Any]]:
     logged variant over the bare one, the whole cost of observability."""
     plain = {r.round: r for r in runs if r.proxy == "evenflow"}
     found = {}
-    for variant in (LOGGED, BARE):
+    for variant in (LOGGED, BARE, TRACED):
         other = {r.round: r for r in runs if r.proxy == variant}
         rounds = sorted(set(plain) & set(other))
         if not rounds:
@@ -574,15 +612,17 @@ def costs(runs: list[Run]) -> dict[str, dict[str, Any]]:
             ),
         }
     logged = {r.round: r for r in runs if r.proxy == LOGGED}
-    bare = {r.round: r for r in runs if r.proxy == BARE}
-    rounds = sorted(set(logged) & set(bare))
-    if rounds:
-        # issue 6's measure: the access log, metrics and tracing together, against none of them
-        per_round = [logged[n].cpu_us_per_req / bare[n].cpu_us_per_req for n in rounds]
-        found["observability_vs_bare"] = {
-            "cpu_per_req_by_round": per_round,
-            "cpu_per_req_median": statistics.median(per_round),
-        }
+    # the access log and metrics together against neither (issue 6's measure), and with
+    # tracing too against none of them
+    for name, baseline in (("log_and_metrics", TRACED), ("observability_vs_bare", BARE)):
+        base = {r.round: r for r in runs if r.proxy == baseline}
+        rounds = sorted(set(logged) & set(base))
+        if rounds:
+            per_round = [logged[n].cpu_us_per_req / base[n].cpu_us_per_req for n in rounds]
+            found[name] = {
+                "cpu_per_req_by_round": per_round,
+                "cpu_per_req_median": statistics.median(per_round),
+            }
     return found
 
 
@@ -611,13 +651,18 @@ def print_costs(found: dict[str, dict[str, Any]]) -> None:
     what = {
         LOGGED: "access log on (evenflow+log) vs off",
         BARE: "without metrics and tracing (evenflow-bare) vs with",
+        TRACED: "without metrics (evenflow-traced) vs with",
+    }
+    whole = {
+        "log_and_metrics": f"log and metrics ({LOGGED}) vs neither ({TRACED})",
+        "observability_vs_bare": f"log, metrics and tracing ({LOGGED}) vs none ({BARE})",
     }
     for variant, cost in found.items():
-        if variant == "observability_vs_bare":
+        if variant in whole:
             by_round = ", ".join(f"x{r:.3f}" for r in cost["cpu_per_req_by_round"])
             print(
-                f"log, metrics and tracing ({LOGGED}) vs none ({BARE}): CPU/req "
-                f"x{cost['cpu_per_req_median']:.3f} (median; rounds {by_round})"
+                f"{whole[variant]}: CPU/req x{cost['cpu_per_req_median']:.3f} (median; "
+                f"rounds {by_round})"
             )
             continue
         by_round = ", ".join(f"x{r:.3f}" for r in cost["cpu_per_req_vs_evenflow_by_round"])
@@ -712,12 +757,21 @@ def parse_args() -> argparse.Namespace:
         action="store_true",
         help=f"also measure {BARE}: evenflow without metric counters and trace context",
     )
+    parser.add_argument(
+        "--evenflow-traced",
+        action="store_true",
+        help=f"also measure {TRACED}: evenflow without metric counters, trace context on",
+    )
     args = parser.parse_args()
     args.proxies = [p.strip() for p in args.proxies.split(",") if p.strip()]
     unknown = set(args.proxies) - set(PROXIES)
     if unknown or not args.proxies:
         parser.error(f"--proxies: unknown {sorted(unknown)}; choose from {', '.join(PROXIES)}")
-    for flag, variant in ((args.evenflow_log, LOGGED), (args.evenflow_bare, BARE)):
+    for flag, variant in (
+        (args.evenflow_log, LOGGED),
+        (args.evenflow_bare, BARE),
+        (args.evenflow_traced, TRACED),
+    ):
         if flag:
             if "evenflow" not in args.proxies:
                 args.proxies.append("evenflow")  # the variants are judged against it
