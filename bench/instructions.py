@@ -107,7 +107,9 @@ def under_callgrind(started: Started, outdir: Path) -> Started:
         f"--callgrind-out-file={outdir}/callgrind.%p",
         *started.argv,
     ]
-    return Started(started.name, argv, outdir)
+    again = Started(started.name, argv, outdir)
+    again.access_log = started.access_log  # (removed when it stops)
+    return again
 
 
 def callgrind_control(flag: str, pids: list[int]) -> None:

@@ -66,9 +66,9 @@ from run import (  # noqa: E402  (bench/ is not a package: run.py sits beside th
     free_port,
     parse_wrk,
     process_tree,
+    ready_backend,
     run_main,
     signals_unwind,
-    start_backend,
     start_evenflow,
     truncate_access_log,
     versions,
@@ -204,10 +204,8 @@ def main() -> int:
     workdir.chmod(0o755)  # nginx workers drop to an unprivileged user when started as root
     with signals_unwind():
         try:
-            backend_port = free_port()
-            backend = start_backend(tools["nginx"], workdir, backend_port)
+            backend, backend_port = ready_backend(tools["nginx"], workdir)
             started.append(backend)
-            wait_ready(backend, backend_port)
             proxies: dict[str, tuple[Started, int]] = {}
             for name in VARIANTS:
                 port = free_port()

@@ -258,6 +258,18 @@ def start_backend(nginx: str, workdir: Path, port: int) -> Started:
     )
 
 
+def ready_backend(nginx: str, workdir: Path) -> tuple[Started, int]:
+    """The backend started and answering, with its port (stopped again if it never answers)."""
+    port = free_port()
+    backend = start_backend(nginx, workdir, port)
+    try:
+        wait_ready(backend, port)
+    except BaseException:
+        backend.stop()
+        raise
+    return backend, port
+
+
 def start_nginx_proxy(
     nginx: str,
     workdir: Path,
@@ -817,10 +829,8 @@ def main() -> int:
     workdir.chmod(0o755)
     with signals_unwind():
         try:
-            backend_port = free_port()
-            backend = start_backend(tools["nginx"], workdir, backend_port)
+            backend, backend_port = ready_backend(tools["nginx"], workdir)
             started.append(backend)
-            wait_ready(backend, backend_port)
             proxies: dict[str, tuple[Started, int]] = {}
             for name in args.proxies:
                 port = free_port()
