@@ -139,6 +139,14 @@ class Terminal:
                     self.output += os.read(self.fd, 65536)
         return self.returncode
 
+    def stacks(self) -> str:
+        """Where a child that did not exit is stuck: faulthandler's stacks of every thread
+        (PYTHONFAULTHANDLER is set for it), with the end of what it drew."""
+        if self.returncode is None and self.wait(0) is None:
+            os.kill(self.pid, signal.SIGABRT)
+            self.wait(5.0)
+        return self.output[-4000:].decode(errors="replace")
+
     def close(self) -> None:
         if self.returncode is None and self.wait(0) is None:
             os.kill(self.pid, signal.SIGKILL)
@@ -153,6 +161,7 @@ def test_live_view_refreshes_in_place_and_quits(
     evenflow, backends, token = setup
     env = {k: v for k, v in os.environ.items() if not k.startswith("EVENFLOW_")}
     env.update({TOKEN_ENV: token, "COLUMNS": "160", "LINES": "40", "TERM": "xterm-256color"})
+    env["PYTHONFAULTHANDLER"] = "1"  # stacks on SIGABRT, should it not exit (stacks())
     args = ["--admin", evenflow.admin_url, "--token-env", TOKEN_ENV, "--interval", "200ms"]
     terminal = Terminal(args, env)
     try:
@@ -171,7 +180,7 @@ def test_live_view_refreshes_in_place_and_quits(
         mark = len(terminal.output)
         terminal.read_until(b"draining", within_s=5.0, start=mark)
         terminal.type(quit_key)
-        assert terminal.wait(5.0) == 0
+        assert terminal.wait(10.0) == 0, terminal.stacks()
         assert b"\x1b[?1049l" in terminal.output  # and the terminal is given back
     finally:
         terminal.close()
