@@ -226,14 +226,9 @@ class AccessLog:
         self.flush()
         self._file_fd = -1  # (its number may soon be another file's)
         writer = self._writer
-        if writer is not None:
-            if not self._owns_stream:
-                writer.drain()  # stdout or stderr: the writer stays, evenflow's lines use it
-                return
-            # a thread still blocked in a write keeps its descriptor: closing it could hand
-            # the number to another file that the write then lands in
-            if not writer.close():
-                return
+        if writer is not None and self._owns_stream:
+            # (stdout's or stderr's writer stays: evenflow's own lines use it too)
+            writer.close()  # it writes what it holds on its own descriptor, never waited for
         if self._owns_stream:
             try:
                 self._stream.close()

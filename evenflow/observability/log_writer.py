@@ -13,6 +13,7 @@ write the disk takes or fails at once.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import os
 import stat
@@ -42,18 +43,23 @@ def blocking_descriptor(stream: object) -> int | None:
 
 
 class BackgroundWriter:
-    """Batches of lines written by one daemon thread, in order, straight to the descriptor
-    (os.write: no buffer lock that a thread stuck at exit could hold)."""
+    """Batches of lines written by one daemon thread, in order, straight to a descriptor of
+    its own (a duplicate, closed by the thread once it has written its last batch: a write
+    stuck on a reader can never land in a file that reused the number), with os.write (no
+    buffer lock that a thread stuck at exit could hold)."""
 
     def __init__(self, fd: int) -> None:
-        self._fd = fd
+        self._fd = os.dup(fd)
         self._cond = threading.Condition()
         self._batches: deque[tuple[bytes, int]] = deque()
         self._queued = 0  # lines handed over and not yet written (the one being written too)
         self._closing = False
-        self._abandoned = False
-        self.lost = 0  # lines whose write failed, or still held when close gave up
+        self.lost = 0  # lines whose write failed
         self.written = 0
+        with _shared_lock:
+            if not _live:
+                atexit.register(_drain_live)
+            _live.add(self)
         self._thread = threading.Thread(target=self._run, name=f"evenflow-fd{fd}", daemon=True)
         self._thread.start()
 
@@ -74,23 +80,24 @@ class BackgroundWriter:
         with self._cond:
             return self._cond.wait_for(lambda: not self._batches, timeout_s)
 
-    def close(self, timeout_s: float = CLOSE_WAIT_S) -> bool:
-        """Write what is held (`timeout_s` at most) and end the thread; False when the reader
-        stopped reading: what is left is counted lost, and the thread left to its write."""
+    def close(self) -> None:
+        """No more batches: the thread writes what it holds, then ends and closes its
+        descriptor. Never waits (a reload must not stall the loop on a reader that stopped);
+        at exit, what is still held gets CLOSE_WAIT_S to reach its reader (_drain_live)."""
         with self._cond:
             self._closing = True
             self._cond.notify_all()
-        self._thread.join(timeout_s)
-        if not self._thread.is_alive():
-            return True
-        with self._cond:
-            self._abandoned = True
-            left = self._queued
-            self.lost += left
-        log.warning("%d log lines not written: their reader stopped reading", left)
-        return False
 
     def _run(self) -> None:
+        try:
+            self._write_batches()
+        finally:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+            with _shared_lock:
+                _live.discard(self)
+
+    def _write_batches(self) -> None:
         while True:
             with self._cond:
                 while not self._batches and not self._closing:
@@ -109,8 +116,6 @@ class BackgroundWriter:
                 self._batches.popleft()
                 self._queued -= lines
                 self._cond.notify_all()
-                if self._abandoned:
-                    return
                 if failure is None:
                     self.written += lines
                 else:
@@ -119,24 +124,33 @@ class BackgroundWriter:
                 log.warning("log write failed, %d lines lost: %s", lines, failure)
 
 
-_shared: dict[int, BackgroundWriter] = {}
+# stdout's and stderr's writers, by what they write to: one writer when both are the same pipe
+# (`2>&1 | ...`), so a line of one never cuts into a line of the other
+_shared: dict[tuple[int, int], BackgroundWriter] = {}
+_live: set[BackgroundWriter] = set()  # writers whose thread still runs
 _shared_lock = threading.Lock()
 
 
 def shared_writer(fd: int) -> BackgroundWriter:
-    """The one writer of stdout (1) or stderr (2), created on first use; lines it holds at
-    exit get CLOSE_WAIT_S to reach their reader."""
+    """The one writer of stdout (1) or stderr (2), created on first use and kept."""
+    status = os.fstat(fd)
+    key = (status.st_dev, status.st_ino)
     with _shared_lock:
-        writer = _shared.get(fd)
-        if writer is None:
-            if not _shared:
-                atexit.register(_drain_shared)
-            writer = _shared[fd] = BackgroundWriter(fd)
-        return writer
+        writer = _shared.get(key)
+    if writer is None:
+        made = BackgroundWriter(fd)
+        with _shared_lock:
+            writer = _shared.setdefault(key, made)
+        if writer is not made:  # another thread made one first
+            made.close()
+    return writer
 
 
-def _drain_shared() -> None:
-    for writer in list(_shared.values()):
+def _drain_live() -> None:
+    # at exit: what each writer still holds gets CLOSE_WAIT_S to reach its reader
+    with _shared_lock:
+        writers = list(_live)
+    for writer in writers:
         writer.drain()
 
 
