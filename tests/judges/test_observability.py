@@ -389,6 +389,23 @@ def test_an_answer_evenflow_makes_itself_has_the_trace_id_and_its_bytes_logged(
     assert record["status"] == 502 and record["route"] == "dead"
 
 
+def test_an_answer_evenflow_makes_to_head_has_no_body(evenflow: Evenflow) -> None:
+    # a body after a HEAD's answer would be read as the next response on the connection
+    with socket.create_connection(("127.0.0.1", evenflow.port), timeout=5) as sock:
+        sock.sendall(
+            b"HEAD /x HTTP/1.1\r\nHost: dead.test\r\n\r\nGET /y HTTP/1.1\r\nHost: dead.test\r\n\r\n"
+        )
+        received = b""
+        while received.count(b"HTTP/1.1 502") < 2 or not received.endswith(b"\n"):
+            chunk = sock.recv(65536)
+            assert chunk, received
+            received += chunk
+    head_answer, get_answer = received.split(b"\r\n\r\n", 1)
+    assert head_answer.startswith(b"HTTP/1.1 502")
+    assert get_answer.startswith(b"HTTP/1.1 502")  # right after the HEAD's head
+    assert get_answer.endswith(b"\r\n\r\n502 Bad Gateway\n")
+
+
 def test_a_client_that_gives_up_is_logged_as_499(evenflow: Evenflow) -> None:
     # as nginx: the request is in the log even though nobody got an answer, with why
     request_id = secrets.token_hex(8)

@@ -920,6 +920,9 @@ class DownstreamConnection(asyncio.Protocol):
                 error.status
             )
         head_end = response.find(b"\r\n\r\n") + 2  # (before the blank line)
+        if exchange.req.method == "HEAD":
+            # the head alone (RFC 9110 §9.3.2): a body would be read as the next response
+            response = response[: head_end + 2]
         exchange.bytes_out = len(response) - head_end - 2  # the body's, as for a backend's
         trace_header = self.ctx.trace_header
         if trace_header is not None and exchange.trace_id:
