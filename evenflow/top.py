@@ -12,7 +12,9 @@ import contextlib
 import json
 import os
 import select
+import signal
 import sys
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -309,6 +311,7 @@ def run(
         console.print(render(frame, console.width, live=False))
         return 0
     with (
+        _interruptible(),
         _keys() as pressed,
         Live(
             render(frame, console.width), console=console, screen=True, auto_refresh=False
@@ -324,6 +327,21 @@ def run(
         except KeyboardInterrupt:
             pass
     return 0
+
+
+@contextlib.contextmanager
+def _interruptible() -> Iterator[None]:
+    """Ctrl-C quits the live view even when evenflow top inherited SIGINT ignored (started
+    from a script in the background, nohup): Python then installs no handler of its own,
+    and the key would do nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 @contextlib.contextmanager

@@ -101,9 +101,11 @@ def test_an_unreachable_admin_api_one_line_and_exit_1() -> None:
 class Terminal:
     """`evenflow top` on a pseudo-terminal: what it drew so far, and keys typed into it."""
 
-    def __init__(self, args: list[str], env: dict[str, str]) -> None:
+    def __init__(self, args: list[str], env: dict[str, str], sigint_ignored: bool = False) -> None:
         self.pid, self.fd = pty.fork()
         if self.pid == 0:  # the child: becomes evenflow top on the terminal
+            if sigint_ignored:  # as a background job of a script starts it (an exec keeps it)
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
             os.execve(sys.executable, [sys.executable, "-m", "evenflow", "top", *args], env)
         self.output = b""
         self.returncode: int | None = None
@@ -154,16 +156,20 @@ class Terminal:
         os.close(self.fd)
 
 
-@pytest.mark.parametrize("quit_key", [b"q", b"\x03"], ids=["q", "ctrl-c"])
+@pytest.mark.parametrize(
+    ("quit_key", "sigint_ignored"),
+    [(b"q", False), (b"\x03", False), (b"\x03", True)],
+    ids=["q", "ctrl-c", "ctrl-c-with-sigint-ignored"],
+)
 def test_live_view_refreshes_in_place_and_quits(
-    setup: tuple[Evenflow, list[Backend], str], quit_key: bytes
+    setup: tuple[Evenflow, list[Backend], str], quit_key: bytes, sigint_ignored: bool
 ) -> None:
     evenflow, backends, token = setup
     env = {k: v for k, v in os.environ.items() if not k.startswith("EVENFLOW_")}
     env.update({TOKEN_ENV: token, "COLUMNS": "160", "LINES": "40", "TERM": "xterm-256color"})
     env["PYTHONFAULTHANDLER"] = "1"  # stacks on SIGABRT, should it not exit (stacks())
     args = ["--admin", evenflow.admin_url, "--token-env", TOKEN_ENV, "--interval", "200ms"]
-    terminal = Terminal(args, env)
+    terminal = Terminal(args, env, sigint_ignored)
     try:
         terminal.read_until(backends[1].address.encode(), within_s=TOP_TIMEOUT_S)
         assert b"\x1b[?1049h" in terminal.output  # the alternate screen: redrawn in place
