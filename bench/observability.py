@@ -108,11 +108,17 @@ def load_together(
         name: start_wrk(wrk, port, duration_s, connections) for name, (_, port) in proxies.items()
     }
     outputs = {}
-    for name, load in loads.items():
-        out, err = load.communicate(timeout=duration_s + 60)
-        if load.returncode != 0:
-            raise RuntimeError(f"wrk against {name} failed ({load.returncode}): {err.strip()}")
-        outputs[name] = out
+    try:
+        for name, load in loads.items():
+            out, err = load.communicate(timeout=duration_s + 60)
+            if load.returncode != 0:
+                raise RuntimeError(f"wrk against {name} failed ({load.returncode}): {err.strip()}")
+            outputs[name] = out
+    finally:  # a wrk left running would load the next pair's proxies
+        for load in loads.values():
+            if load.poll() is None:
+                load.kill()
+                load.wait()
     after = {name: cpu_ticks(process_tree(started.pid)) for name, (started, _) in proxies.items()}
     found = {}
     for name, out in outputs.items():

@@ -416,6 +416,9 @@ drain_timeout: 2s
     return started
 
 
+ACCESS_LOG_ROOM_BYTES = 1 << 30
+
+
 def access_log_path(workdir: Path) -> Path:
     """Where evenflow+log writes its access log: in memory (/dev/shm) when the machine has it.
     On disk, the kernel's writeback of ~15 MB/s of lines runs in its own threads, not charged
@@ -423,7 +426,13 @@ def access_log_path(workdir: Path) -> Path:
     cost, not the disk's. The file is emptied before each measured run (truncate_access_log),
     so it holds one run's lines at most."""
     shm = Path("/dev/shm")
-    if shm.is_dir() and os.access(shm, os.W_OK):
+    # a run's lines, ~400 MB at the most: a container's /dev/shm (64 MB by default) is too
+    # small, and a log that fails its writes is not the log measured
+    if (
+        shm.is_dir()
+        and os.access(shm, os.W_OK)
+        and shutil.disk_usage(shm).free > ACCESS_LOG_ROOM_BYTES
+    ):
         return shm / f"{workdir.name}-access.log"
     return workdir / "access.log"
 
