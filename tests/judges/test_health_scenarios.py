@@ -122,10 +122,15 @@ def test_a_killed_backend_costs_no_request_and_is_out_within_interval_x_fall_plu
             load.stop()
             results = load.snapshot()
             entries = settle_access_log(evenflow)
+            log_tail = evenflow.log_text()[-2000:]
 
     bad = failed(results)
+    # (a rare GET timed out here in CI, twice in many runs: what evenflow logged of the
+    # requests that were not plain successes says where it went)
+    unusual = [e for e in entries if e.status != 200 or e.attempts != 1]
     assert len(bad) <= most_failures, (
-        f"{len(bad)} of {len(results)} client requests failed: {bad[:5]}"
+        f"{len(bad)} of {len(results)} client requests failed: {bad[:5]}; killed at "
+        f"{killed_at:.3f}; access log of the unusual ones: {unusual[-10:]}; log:\n{log_tail}"
     )
     assert all(r.status == 502 for r in bad), f"a failure is a 502, not a hang: {bad}"
     took = down.at - killed_at
