@@ -5,9 +5,9 @@ API with it; so a thread writes there instead, and holds a bounded number of lin
 lines are dropped and counted, and the loop never waits.
 
 The access log (access_log.py) and evenflow's own log lines (`LineHandler`) use this for such
-streams. stdout and stderr each have one writer, shared by both, so their lines stay in order
-and never interleave. Regular files (and devices such as /dev/null) are written as before: a
-write the disk takes or fails at once.
+streams. stdout and stderr have one writer each, shared by both users, or one between them
+when they are the same pipe, so lines stay in order and never interleave. Regular files (and
+devices such as /dev/null) are written as before: a write the disk takes or fails at once.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import IO
 
 log = logging.getLogger(__name__)
 
-CLOSE_WAIT_S = 2.0  # at close or exit, how long lines still held may take to reach a reader
+CLOSE_WAIT_S = 2.0  # at exit, how long lines still held may take to reach their reader
 # evenflow's own log lines may wait beyond the access log's bound (access_log.py's
 # MAX_PENDING_LINES): an access log that fills the writer does not silence them at once
 LOG_LINES_LIMIT = 25_000
@@ -48,8 +48,11 @@ class BackgroundWriter:
     stuck on a reader can never land in a file that reused the number), with os.write (no
     buffer lock that a thread stuck at exit could hold)."""
 
-    def __init__(self, fd: int) -> None:
+    def __init__(self, fd: int, *, reports_failures: bool = True) -> None:
         self._fd = os.dup(fd)
+        # stdout's and stderr's writer says nothing of its failures: the warning would be a
+        # line for stderr, maybe this very writer, failing again
+        self._reports_failures = reports_failures
         self._cond = threading.Condition()
         self._batches: deque[tuple[bytes, int]] = deque()
         self._queued = 0  # lines handed over and not yet written (the one being written too)
@@ -120,7 +123,7 @@ class BackgroundWriter:
                     self.written += lines
                 else:
                     self.lost += lines
-            if failure is not None and self._fd != 2:  # a broken stderr is no place to say so
+            if failure is not None and self._reports_failures:
                 log.warning("log write failed, %d lines lost: %s", lines, failure)
 
 
@@ -138,7 +141,7 @@ def shared_writer(fd: int) -> BackgroundWriter:
     with _shared_lock:
         writer = _shared.get(key)
     if writer is None:
-        made = BackgroundWriter(fd)
+        made = BackgroundWriter(fd, reports_failures=False)
         with _shared_lock:
             writer = _shared.setdefault(key, made)
         if writer is not made:  # another thread made one first

@@ -52,6 +52,27 @@ def test_close_never_waits_for_a_reader_that_stopped_and_the_lines_still_arrive(
         os.close(read_end)
 
 
+@pytest.mark.timeout(20)
+def test_stdout_and_stderr_writer_fails_quietly_where_its_warning_would_fail_again(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # nobody will ever read: every write fails (EPIPE)
+    try:
+        shared = shared_writer(write_end)
+        own = BackgroundWriter(write_end)
+        for writer in (shared, own):
+            assert writer.submit(b"line\n", 1, 100)
+            writer.close()
+            assert writer.drain()
+        assert shared.lost == own.lost == 1
+        # only the access log's own writer says so: stderr's would write its warning to
+        # itself, fail, and warn again
+        assert len([r for r in caplog.records if "log write failed" in r.getMessage()]) == 1
+    finally:
+        os.close(write_end)
+
+
 def test_two_descriptors_of_one_pipe_share_one_writer() -> None:
     # stdout and stderr as `2>&1 | tee`: two writers would cut into each other's lines
     read_end, write_end = os.pipe()
