@@ -22,8 +22,9 @@ _TRACEPARENT: Final = re.compile(
 )
 _ZERO_TRACE: Final = b"0" * 32
 _ZERO_SPAN: Final = b"0" * 16
-_ZERO_TRACE_ID: Final = bytes(16)  # as random bytes, before they are written as hex
-_ZERO_SPAN_ID: Final = bytes(8)
+# the all-zero ids as the random bytes they are drawn as, before hexlify writes them
+_ZERO_TRACE_BYTES: Final = bytes(16)
+_ZERO_SPAN_BYTES: Final = bytes(8)
 SAMPLED: Final = b"-01"  # the flags of a trace that starts here, as written after the span
 TRACE_ID_DIGITS: Final = 32
 SPAN_PART_BYTES: Final = 17  # `-<span id>`
@@ -69,7 +70,7 @@ class TraceIds:
         at = self.trace_at
         end = at + TRACE_ID_DIGITS
         if end > len(self.trace_ids):
-            self.trace_ids = hexlify(_draw(TRACE_ID_DIGITS // 2 * self.BATCH, _ZERO_TRACE_ID))
+            self.trace_ids = hexlify(_draw(TRACE_ID_DIGITS // 2 * self.BATCH, _ZERO_TRACE_BYTES))
             at, end = 0, TRACE_ID_DIGITS
         self.trace_at = end
         return self.trace_ids[at:end]
@@ -79,7 +80,7 @@ class TraceIds:
         at = self.span_at
         end = at + SPAN_PART_BYTES
         if end > len(self.span_parts):
-            self.span_parts = b"-" + hexlify(_draw(8 * self.BATCH, _ZERO_SPAN_ID), b"-", 8)
+            self.span_parts = b"-" + hexlify(_draw(8 * self.BATCH, _ZERO_SPAN_BYTES), b"-", 8)
             at, end = 0, SPAN_PART_BYTES
         self.span_at = end
         return self.span_parts[at:end]

@@ -5,6 +5,7 @@ stderr."""
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import pytest
 
@@ -19,37 +20,42 @@ def read_all(fd: int) -> bytes:
     return bytes(received)
 
 
-@pytest.mark.timeout(20)
-def test_a_writer_writes_on_a_descriptor_of_its_own_and_closes_it_when_done() -> None:
+@pytest.fixture
+def pipe_writer() -> Iterator[tuple[int, BackgroundWriter]]:
+    """A pipe's read end and a writer on its write end, which its owner has closed since: the
+    number may be any file's next, and the writer's lines must not follow it there."""
     read_end, write_end = os.pipe()
     try:
         writer = BackgroundWriter(write_end)
-        # the stream's owner closes its descriptor: the number may be any file's next, and
-        # the writer's lines must not follow it there
         os.close(write_end)
-        assert writer.submit(b"one\n", 1, 100) and writer.submit(b"two\n", 1, 100)
-        writer.close()
-        # every line, then the end of the pipe: the writer closed its own descriptor
-        assert read_all(read_end) == b"one\ntwo\n"
-        assert writer.written == 2 and writer.lost == 0
+        yield read_end, writer
     finally:
         os.close(read_end)
 
 
 @pytest.mark.timeout(20)
-def test_close_never_waits_for_a_reader_that_stopped_and_the_lines_still_arrive() -> None:
-    read_end, write_end = os.pipe()
-    try:
-        writer = BackgroundWriter(write_end)
-        os.close(write_end)
-        batch = b"x" * 1023 + b"\n"
-        for _ in range(200):  # 200 KiB: more than a pipe holds, nobody reading yet
-            assert writer.submit(batch, 1, 1000)
-        writer.close()  # returns (a reload on the loop), with the thread mid-write
-        assert writer.submit(b"late\n", 1, 1000) is False  # closed: nothing more taken
-        assert read_all(read_end) == batch * 200  # the reader comes back: all of it
-    finally:
-        os.close(read_end)
+def test_a_writer_writes_on_a_descriptor_of_its_own_and_closes_it_when_done(
+    pipe_writer: tuple[int, BackgroundWriter],
+) -> None:
+    read_end, writer = pipe_writer
+    assert writer.submit(b"one\n", 1, 100) and writer.submit(b"two\n", 1, 100)
+    writer.close()
+    # every line, then the end of the pipe: the writer closed its own descriptor
+    assert read_all(read_end) == b"one\ntwo\n"
+    assert writer.written == 2 and writer.lost == 0
+
+
+@pytest.mark.timeout(20)
+def test_close_never_waits_for_a_reader_that_stopped_and_the_lines_still_arrive(
+    pipe_writer: tuple[int, BackgroundWriter],
+) -> None:
+    read_end, writer = pipe_writer
+    batch = b"x" * 1023 + b"\n"
+    for _ in range(200):  # 200 KiB: more than a pipe holds, nobody reading yet
+        assert writer.submit(batch, 1, 1000)
+    writer.close()  # returns (a reload on the loop), with the thread mid-write
+    assert writer.submit(b"late\n", 1, 1000) is False  # closed: nothing more taken
+    assert read_all(read_end) == batch * 200  # the reader comes back: all of it
 
 
 @pytest.mark.timeout(20)
