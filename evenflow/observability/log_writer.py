@@ -115,6 +115,9 @@ class BackgroundWriter:
                     view = view[os.write(self._fd, view) :]
             except OSError as exc:
                 failure = exc
+            if failure is not None and self._reports_failures:
+                # (said before the batch is settled: once drain() returns, it has been)
+                log.warning("log write failed, %d lines lost: %s", lines, failure)
             with self._cond:
                 self._batches.popleft()
                 self._queued -= lines
@@ -123,8 +126,6 @@ class BackgroundWriter:
                     self.written += lines
                 else:
                     self.lost += lines
-            if failure is not None and self._reports_failures:
-                log.warning("log write failed, %d lines lost: %s", lines, failure)
 
 
 # stdout's and stderr's writers, by what they write to: one writer when both are the same pipe
